@@ -1,0 +1,179 @@
+"""Sample-efficiency benchmark: drive searchers in-process on a tabular benchmark.
+
+Each searcher is driven through its Ray Tune ``Searcher`` API (``suggest`` /
+``on_trial_complete``) without a Ray runtime, so thousands of queries take
+seconds. With ``concurrency = N`` the driver keeps N suggestions pending and
+completes them in a seeded random order, as asynchronous Ray workers would.
+
+A *query* is one distinct architecture evaluated; *queries to optimum*
+counts queries until an architecture with the table's optimal objective
+value is evaluated. A run stops at the optimum once it has also passed the
+last reporting point (``test_at``), since nothing after that is measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from raynas.architecture import Architecture
+from raynas.benchmarks.tabular import TabularBenchmark
+
+#: Query counts at which the test metric of the best-by-objective architecture is reported.
+TEST_AT: tuple[int, ...] = (50, 100, 150)
+
+
+@dataclass
+class RunRecord:
+    """What one searcher did on one seed."""
+
+    queries_to_optimum: int | None
+    test_at: dict[int, float]
+    suggest_seconds: list[float] = field(default_factory=list)
+    cpu_seconds: float = 0.0
+    queries: int = 0
+
+
+def run_one(
+    bench: TabularBenchmark,
+    searcher_name: str,
+    seed: int,
+    max_queries: int,
+    concurrency: int = 1,
+    searcher_kwargs: dict | None = None,
+) -> RunRecord:
+    """One search of ``searcher_name`` with ``seed`` on ``bench`` (see the module docstring)."""
+    from raynas.searchers import make_searcher  # the Ray layer, imported only when benchmarking
+    from ray.tune.search import Searcher
+
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    metric = bench.objective
+    searcher = make_searcher(
+        searcher_name, bench.space, metric=metric, mode=bench.mode, seed=seed, **(searcher_kwargs or {})
+    )
+    order_rng = np.random.default_rng([seed, 7919])  # completion order, independent of the searcher
+    optimum_value = bench.optimum[1]
+    pending: list[tuple[str, Architecture]] = []
+    evaluated: set[Architecture] = set()
+    record = RunRecord(queries_to_optimum=None, test_at={})
+    best_value, best_test = float("nan"), float("nan")
+    last_checkpoint = max(TEST_AT)
+    exhausted = False
+    trial_number = 0
+    cpu_start = time.process_time()
+    while True:
+        while not exhausted and len(pending) < concurrency and len(evaluated) + len(pending) < max_queries:
+            trial_id = f"{searcher_name}_{seed}_{trial_number}"
+            trial_number += 1
+            start = time.perf_counter()
+            config = searcher.suggest(trial_id)
+            record.suggest_seconds.append(time.perf_counter() - start)
+            if config is None or config == Searcher.FINISHED:
+                exhausted = True
+                break
+            pending.append((trial_id, Architecture.from_config(config)))
+        if not pending:
+            break
+        trial_id, arch = pending.pop(int(order_rng.integers(len(pending))))
+        value = bench.value(arch)
+        searcher.on_trial_complete(trial_id, result={metric: value, "training_iteration": 1})
+        if arch in evaluated:
+            continue
+        evaluated.add(arch)
+        queries = len(evaluated)
+        if bench.is_better(value, best_value):
+            best_value = value
+            best_test = bench.value(arch, bench.test_metric) if bench.test_metric else float("nan")
+        if queries in TEST_AT:
+            record.test_at[queries] = best_test
+        if record.queries_to_optimum is None and value == optimum_value:
+            record.queries_to_optimum = queries
+        if record.queries_to_optimum is not None and queries >= last_checkpoint:
+            break
+    record.cpu_seconds = time.process_time() - cpu_start
+    record.queries = len(evaluated)
+    for k in TEST_AT:  # a run that ended early keeps its final best
+        record.test_at.setdefault(k, best_test)
+    return record
+
+
+def summarise(records: Sequence[RunRecord], max_queries: int) -> dict:
+    """The per-searcher block of the bench JSON."""
+    found = [r.queries_to_optimum for r in records]
+    capped = [q if q is not None else max_queries for q in found]
+    suggest = np.concatenate([r.suggest_seconds for r in records]) if records else np.array([])
+    return {
+        "queries_to_optimum": found,
+        "mean_queries_to_optimum": float(np.mean(capped)),
+        "median_queries_to_optimum": float(np.median(capped)),
+        "found_fraction": float(np.mean([q is not None for q in found])),
+        "test_at": {str(k): _nanmean([r.test_at[k] for r in records]) for k in TEST_AT},
+        "suggest_seconds": {
+            "p50": float(np.percentile(suggest, 50)) if suggest.size else None,
+            "p95": float(np.percentile(suggest, 95)) if suggest.size else None,
+        },
+        "searcher_cpu_seconds": float(np.mean([r.cpu_seconds for r in records])),
+    }
+
+
+def run_bench(
+    bench: TabularBenchmark,
+    searchers: Sequence[str],
+    seeds: int,
+    max_queries: int,
+    concurrency: int = 1,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict:
+    """Benchmark ``searchers`` on ``bench`` for seeds ``0..seeds-1``; optionally write JSON to ``out``.
+
+    ``searcher_cpu_seconds`` is the mean per seed of the process CPU time of
+    one run (suggestions, result handling and the driver's table look-ups).
+    """
+    if seeds < 1 or max_queries < 1:
+        raise ValueError(f"seeds and max_queries must be >= 1, got {seeds} and {max_queries}")
+    optimum_arch, optimum_value = bench.optimum
+    report = {
+        "table": bench.source,
+        "objective": bench.objective,
+        "test_metric": bench.test_metric,
+        "mode": bench.mode,
+        "optimum": optimum_value,
+        "optimum_arch": bench.space.describe(optimum_arch),
+        "seeds": seeds,
+        "max_queries": max_queries,
+        "concurrency": concurrency,
+        "searchers": {},
+    }
+    for name in searchers:
+        records = []
+        for seed in range(seeds):
+            records.append(run_one(bench, name, seed, max_queries, concurrency))
+            if progress:
+                r = records[-1]
+                print(f"[bench] {name} seed {seed}: queries_to_optimum={r.queries_to_optimum} "
+                      f"({r.cpu_seconds:.1f} s)", flush=True)
+        report["searchers"][name] = summarise(records, max_queries)
+        if out is not None:  # write after each searcher so finished work is never lost
+            write_json(report, out)
+    return report
+
+
+def write_json(report: dict, path: str | os.PathLike) -> None:
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as handle:
+        json.dump(report, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def _nanmean(values: Sequence[float]) -> float | None:
+    array = np.asarray(values, dtype=float)
+    return float(np.nanmean(array)) if np.isfinite(array).any() else None

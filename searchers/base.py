@@ -1,0 +1,153 @@
+"""The thin Ray Tune layer over :class:`raynas.search.ArchitectureSearch`.
+
+:class:`RaynasSearcher` translates Tune's ``Searcher`` protocol (see
+``shared/RAY_TUNE_NOTES.md``) into the Ray-free search lifecycle, and adds
+what only Tune needs: metric/mode from ``TuneConfig``, enforcing
+``max_concurrent_trials`` itself, ``Searcher.FINISHED`` on an exhausted
+space, and an explicit, versioned state written atomically to one file so
+that ``Tuner.restore`` continues the same search.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from typing import Any, Mapping
+
+from ray.tune.search import Searcher
+
+from raynas.architecture import Architecture
+from raynas.search.base import ArchitectureSearch, SearchStateError
+
+SAVE_FORMAT = "raynas-searcher/1"
+
+
+class RaynasSearcher(Searcher):
+    """A Ray Tune searcher over architectures, driven by an :class:`ArchitectureSearch`.
+
+    Suggested configs are ``{"arch": <architecture JSON>}``; Tune merges the
+    constant entries of ``param_space`` (e.g. training settings) into them.
+
+    Args:
+        search: the Ray-free search method.
+        metric: result key to optimise; may instead come from ``TuneConfig``
+            (Tune passes it on only when ``param_space`` is non-empty).
+        mode: ``"max"`` or ``"min"``, likewise.
+    """
+
+    def __init__(
+        self,
+        search: ArchitectureSearch,
+        metric: str | None = None,
+        mode: str | None = None,
+    ) -> None:
+        super().__init__(metric=metric, mode=mode)
+        if not isinstance(search, ArchitectureSearch):
+            raise TypeError(f"search must be an ArchitectureSearch, got {type(search).__name__}")
+        # Not named ``searcher``: Tune treats objects with that attribute as wrappers.
+        self.search = search
+        if mode is not None:
+            search.mode = mode  # type: ignore[assignment]
+        self.max_concurrent: int = 0
+
+    @property
+    def space(self):
+        return self.search.space
+
+    # ------------------------------------------------------------- settings
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict, **spec: Any
+    ) -> bool:
+        """Take metric and mode from ``TuneConfig`` unless given to the constructor."""
+        if self._metric is None and metric is not None:
+            self._metric = metric
+        if self._mode is None and mode is not None:
+            self._mode = mode
+            self.search.mode = mode  # type: ignore[assignment]
+        return True
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        """Enforce ``max_concurrent_trials`` here, so Tune needs no ``ConcurrencyLimiter``."""
+        self.max_concurrent = int(max_concurrent)
+        return True
+
+    # ------------------------------------------------------------ lifecycle
+    def suggest(self, trial_id: str) -> dict | None:
+        if self._metric is None or self._mode is None:
+            raise ValueError(
+                f"{type(self).__name__} has no metric/mode: pass metric= and mode= to the "
+                "searcher, or set them in TuneConfig together with a non-empty param_space "
+                "(Tune forwards them to searchers only then)."
+            )
+        if self.max_concurrent and len(self.search.pending) >= self.max_concurrent:
+            return None  # Tune asks again when a running trial finishes
+        arch = self.search.suggest(trial_id)
+        if arch is None:
+            return Searcher.FINISHED
+        return arch.to_config()
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.search.report(trial_id, result.get(self._metric), result.get("training_iteration"))
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        value = None if result is None else result.get(self._metric)
+        fidelity = None if result is None else result.get("training_iteration")
+        self.search.complete(trial_id, value, error=error, fidelity=fidelity)
+
+    def add_evaluated_point(
+        self,
+        parameters: dict,
+        value: float,
+        error: bool = False,
+        pruned: bool = False,
+        intermediate_values: list | None = None,
+    ) -> None:
+        """Feed an evaluation made elsewhere (Tune's optional hook)."""
+        if not error:
+            self.search.add_evaluated(Architecture.from_config(parameters), value)
+
+    # ---------------------------------------------------------- save/restore
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "format": SAVE_FORMAT,
+            "metric": self._metric,
+            "mode": self._mode,
+            "max_concurrent": self.max_concurrent,
+            "search": self.search.state_dict(),
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        if state.get("format") != SAVE_FORMAT:
+            raise SearchStateError(f"not a raynas searcher state (format {state.get('format')!r})")
+        self._metric = state["metric"]
+        self._mode = state["mode"]
+        self.max_concurrent = state["max_concurrent"]
+        self.search.load_state_dict(state["search"])
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write the state to exactly one file, atomically (temp file + rename)."""
+        directory = os.path.dirname(os.path.abspath(checkpoint_path))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".raynas-searcher-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                pickle.dump(self.get_state(), handle)
+            os.replace(tmp, checkpoint_path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as handle:
+            self.set_state(pickle.load(handle))
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(space={self.space.name!r}, metric={self._metric!r}, "
+            f"mode={self._mode!r}, evaluated={self.search.num_evaluated}, "
+            f"pending={len(self.search.pending)})"
+        )

@@ -9,7 +9,6 @@ import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 NB201_TABLE = REPO.parent / "shared" / "benchmarks" / "nb201" / "nb201_cifar10.csv"
@@ -35,3 +34,41 @@ def nb201_table_path() -> Path:
             "(CI provides ../shared/benchmarks/nb201/nb201_cifar10.csv)"
         )
     return NB201_TABLE
+
+
+def synthetic_nb201_frame(limit: int | None = None):
+    """A small NB201-format table with a known, unique optimum (all ``nor_conv_3x3``).
+
+    The objective adds per-edge op scores and a deterministic jitter, so
+    searchers have structure to exploit and ties cannot occur.
+    """
+    import itertools
+
+    import numpy as np
+    import pandas as pd
+
+    from raynas.spaces import NB201_OPS, NB201Space
+
+    space = NB201Space()
+    weight = {"none": 0.0, "skip_connect": 1.0, "nor_conv_1x1": 2.0, "nor_conv_3x3": 3.0, "avg_pool_3x3": 1.5}
+    rows = []
+    for index, ops in enumerate(itertools.product(NB201_OPS, repeat=6)):
+        if limit is not None and index >= limit:
+            break
+        score = sum(weight[op] * (1 + 0.1 * k) for k, op in enumerate(ops))
+        jitter = ((index * 7919) % 1000) / 1e5
+        val = 50.0 + 2.0 * score + jitter
+        arch = space.make(ops)
+        rows.append(
+            {"arch_str": space.describe(arch), **{f"op_e{i}{j}": op for (i, j), op in zip(((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)), ops)},
+             "val_200": val, "test_200": val + 1.0, "val_12": val - 10.0 + np.cos(index)}
+        )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="session")
+def synthetic_nb201_csv(tmp_path_factory) -> Path:
+    """The full 15,625-row synthetic NB201 table written as CSV."""
+    path = tmp_path_factory.mktemp("tables") / "synthetic_nb201.csv"
+    synthetic_nb201_frame().to_csv(path, index=False)
+    return path

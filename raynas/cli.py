@@ -1,0 +1,154 @@
+"""The ``raynas`` command line: ``search``, ``analyze`` and ``bench``.
+
+Ray is imported only by the commands that need it, so ``raynas bench`` and
+``--help`` start fast and the core stays importable without Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from raynas.benchmarks.tabular import BenchmarkError
+
+SEARCHER_NAMES = "random, regevo"
+
+
+def _search_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search",
+        help="run an architecture search with Ray Tune (local Ray, or the cluster in RAY_ADDRESS)",
+        description="Run an architecture search with Ray Tune. Without --benchmark, trials train the "
+        "NAS-Bench-201 cell network on scikit-learn's digits (offline, CPU); with --benchmark, they "
+        "answer from the table.",
+    )
+    p.add_argument("--searcher", default="regevo", help=f"searcher name ({SEARCHER_NAMES}); default regevo")
+    p.add_argument("--space", default="nb201", help="search space name; default nb201")
+    p.add_argument("--benchmark", metavar="CSV", help="tabular benchmark CSV to answer trials from")
+    p.add_argument("--objective", metavar="COL", help="objective column of --benchmark")
+    p.add_argument("--test-metric", metavar="COL", help="test metric column of --benchmark (reported only)")
+    p.add_argument("--fidelities", metavar="COL:EPOCHS,...",
+                   help="lower-fidelity columns of --benchmark, cheapest first (rungs for ASHA)")
+    p.add_argument("--objective-epochs", type=float, help="epochs the objective column stands for")
+    p.add_argument("--mode", choices=("max", "min"), default="max")
+    p.add_argument("--num-samples", type=int, default=32, help="trials (architectures) to run; default 32")
+    p.add_argument("--max-concurrent", type=int, default=2, help="trials running at once; default 2")
+    p.add_argument("--scheduler", choices=("asha", "none"), default="asha")
+    p.add_argument("--grace-period", type=int, default=3, help="ASHA grace period in epochs; default 3")
+    p.add_argument("--reduction-factor", type=int, default=3, help="ASHA reduction factor; default 3")
+    p.add_argument("--epochs", type=int, help="training epochs per trial (digits); default 15")
+    p.add_argument("--seconds-per-epoch", type=float, default=0.0,
+                   help="simulated training time per epoch for benchmark trials")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0)
+    p.add_argument("--storage", default="raynas_results", help="experiment storage directory")
+    p.add_argument("--name", help="experiment name (default: searcher, source and time)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true",
+                   help="resume the experiment --name (or the latest one under --storage)")
+
+
+def _analyze_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help="reload an experiment, print its summary, write table and plot")
+    p.add_argument("directory", metavar="DIR", help="experiment directory printed by 'raynas search'")
+
+
+def _bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="sample efficiency of searchers on a tabular benchmark (no Ray runtime)")
+    p.add_argument("--table", required=True, metavar="CSV")
+    p.add_argument("--objective", required=True, metavar="COL")
+    p.add_argument("--test-metric", metavar="COL")
+    p.add_argument("--space", default="nb201", help="space of the table's rows; default nb201")
+    p.add_argument("--mode", choices=("max", "min"), default="max")
+    p.add_argument("--searchers", default="random,regevo", help="comma-separated searcher names")
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--max-queries", type=int, default=1000)
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--out", default="bench.json", metavar="FILE.json")
+    p.add_argument("--quiet", action="store_true", help="no per-seed progress lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raynas", description="Bayesian-optimisation NAS on Ray Tune")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _search_parser(sub)
+    _analyze_parser(sub)
+    _bench_parser(sub)
+    return parser
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from raynas.searchers.experiment import SearchSpec, latest_experiment, run_search
+
+    if args.resume:
+        directory = (
+            os.path.join(os.path.abspath(args.storage), args.name) if args.name else latest_experiment(args.storage)
+        )
+        spec = SearchSpec.load(directory)
+        print(f"resuming {directory}")
+    else:
+        spec = SearchSpec(
+            searcher=args.searcher, space=args.space, benchmark=args.benchmark, objective=args.objective,
+            test_metric=args.test_metric, fidelities=args.fidelities, objective_epochs=args.objective_epochs,
+            mode=args.mode, num_samples=args.num_samples, max_concurrent=args.max_concurrent,
+            scheduler=args.scheduler, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
+            seed=args.seed, storage=args.storage, name=args.name, epochs=args.epochs,
+            seconds_per_epoch=args.seconds_per_epoch, cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial,
+        )
+    run_search(spec, resume=args.resume)
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from raynas.analysis import format_summary, write_report
+    from raynas.searchers.experiment import load_results
+
+    results, spec, metric, mode = load_results(args.directory)
+    summary = write_report(results.get_dataframe(), metric, mode, spec.experiment_dir,  # type: ignore[arg-type]
+                           title=f"{spec.searcher} on {spec.name}")
+    print(f"experiment: {spec.experiment_dir}")
+    print(format_summary(summary, metric))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from raynas.bench import run_bench
+    from raynas.benchmarks.tabular import TabularBenchmark
+
+    bench = TabularBenchmark.from_csv(
+        args.table, args.objective, space=args.space, mode=args.mode, test_metric=args.test_metric
+    )
+    names = [n.strip() for n in args.searchers.split(",") if n.strip()]
+    from raynas.searchers import SEARCHERS
+
+    unknown = [n for n in names if n not in SEARCHERS]
+    if unknown:
+        raise ValueError(f"unknown searcher(s) {unknown}; choose from {sorted(SEARCHERS)}")
+    report = run_bench(bench, names, args.seeds, args.max_queries, args.concurrency, args.out,
+                       progress=not args.quiet)
+    for name, block in report["searchers"].items():
+        print(f"{name}: mean queries to optimum {block['mean_queries_to_optimum']:.1f} "
+              f"(median {block['median_queries_to_optimum']:.0f}, found {block['found_fraction']:.0%}), "
+              f"test@100 {block['test_at']['100']}, suggest p95 {block['suggest_seconds']['p95']:.2e} s")
+    print(f"wrote {os.path.abspath(args.out)}")
+    return 0
+
+
+COMMANDS = {"search": cmd_search, "analyze": cmd_analyze, "bench": cmd_bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (BenchmarkError, FileNotFoundError, ValueError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"raynas {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

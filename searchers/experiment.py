@@ -1,0 +1,259 @@
+"""Run, resume and reload a raynas search with Ray Tune (what ``raynas search`` / ``analyze`` do).
+
+An experiment directory (``<storage>/<name>``) holds Tune's own state plus
+``raynas.json``: the :class:`SearchSpec` that built it, so that ``--resume``
+and ``raynas analyze`` rebuild exactly the same trainable, metric and mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from raynas.analysis import format_summary, write_report
+from raynas.benchmarks.tabular import TabularBenchmark
+from raynas.registry import make_space
+from raynas.searchers import make_searcher
+
+SPEC_FILE = "raynas.json"
+
+
+@dataclass
+class SearchSpec:
+    """Everything that defines a search; saved as ``raynas.json`` in the experiment directory.
+
+    With ``benchmark`` set the trials answer from that table (its space, its
+    ``objective`` column); otherwise they train the NB201 cell network on
+    scikit-learn's ``digits`` (offline, CPU) and optimise ``val_acc``.
+    """
+
+    searcher: str = "regevo"
+    space: str = "nb201"
+    benchmark: str | None = None
+    objective: str | None = None
+    test_metric: str | None = None
+    fidelities: str | None = None
+    objective_epochs: float | None = None
+    mode: str = "max"
+    num_samples: int = 32
+    max_concurrent: int = 2
+    scheduler: str = "asha"
+    grace_period: int = 3
+    reduction_factor: int = 3
+    seed: int = 0
+    storage: str = "raynas_results"
+    name: str | None = None
+    epochs: int | None = None
+    seconds_per_epoch: float = 0.0
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in ("asha", "none"):
+            raise ValueError(f"scheduler must be 'asha' or 'none', got {self.scheduler!r}")
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {self.mode!r}")
+        if self.num_samples < 1 or self.max_concurrent < 1:
+            raise ValueError("num_samples and max_concurrent must be >= 1")
+        if self.benchmark is not None and not self.objective:
+            raise ValueError("a benchmark search needs --objective (the column to optimise)")
+        if self.benchmark is not None and not os.path.exists(self.benchmark):
+            raise FileNotFoundError(f"benchmark table {self.benchmark!r} does not exist")
+        self.storage = os.path.abspath(self.storage)
+        if self.benchmark is not None:
+            self.benchmark = os.path.abspath(self.benchmark)
+        if self.name is None:
+            source = "digits" if self.benchmark is None else os.path.splitext(os.path.basename(self.benchmark))[0]
+            self.name = f"{self.searcher}-{source}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    @property
+    def experiment_dir(self) -> str:
+        return os.path.join(self.storage, str(self.name))
+
+    def save(self) -> None:
+        os.makedirs(self.experiment_dir, exist_ok=True)
+        with open(os.path.join(self.experiment_dir, SPEC_FILE), "w") as handle:
+            json.dump(dataclasses.asdict(self), handle, indent=2)
+
+    @classmethod
+    def load(cls, experiment_dir: str) -> "SearchSpec":
+        path = os.path.join(experiment_dir, SPEC_FILE)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"{experiment_dir!r} is not a raynas experiment (no {SPEC_FILE}); "
+                "pass the directory printed by 'raynas search'"
+            )
+        with open(path) as handle:
+            data = json.load(handle)
+        known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        # The directory may have moved since (copied from a cluster, say): trust where it is now.
+        experiment_dir = os.path.abspath(experiment_dir)
+        data["storage"], data["name"] = os.path.dirname(experiment_dir), os.path.basename(experiment_dir)
+        return cls(**data)
+
+
+@dataclass
+class Experiment:
+    """The pieces Tune needs, built from a :class:`SearchSpec`."""
+
+    trainable: Any
+    param_space: dict[str, Any]
+    metric: str
+    mode: str
+    max_t: int
+    benchmark: TabularBenchmark | None
+
+
+def build_experiment(spec: SearchSpec) -> Experiment:
+    """The trainable (with resources), its constant config, metric, mode and epoch budget."""
+    resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
+    if spec.benchmark is not None:
+        from raynas.trainables.tabular import TabularTrainable
+
+        bench = TabularBenchmark.from_csv(
+            spec.benchmark, spec.objective, space=spec.space, mode=spec.mode,  # type: ignore[arg-type]
+            test_metric=spec.test_metric, fidelities=spec.fidelities,
+            objective_epochs=spec.objective_epochs,
+        )
+        trainable = tune.with_parameters(
+            TabularTrainable, benchmark=bench, seconds_per_epoch=spec.seconds_per_epoch
+        )
+        param_space = {"benchmark": os.path.basename(spec.benchmark)}
+        return Experiment(
+            tune.with_resources(trainable, resources), param_space, bench.objective, spec.mode,
+            len(bench.fidelities), bench,
+        )
+    from raynas.trainables.digits import DIGITS_DEFAULTS, DigitsTrainable
+
+    if spec.space != "nb201":
+        raise ValueError(f"real training on digits supports the nb201 space, not {spec.space!r}")
+    param_space = {k: v for k, v in DIGITS_DEFAULTS.items() if k != "arch"}
+    if spec.epochs is not None:
+        param_space["epochs"] = spec.epochs
+    param_space["seed"] = spec.seed
+    return Experiment(
+        tune.with_resources(DigitsTrainable, resources), param_space, "val_acc", "max",
+        int(param_space["epochs"]), None,
+    )
+
+
+def build_tuner(spec: SearchSpec, experiment: Experiment | None = None) -> tune.Tuner:
+    """A fresh ``Tuner`` for ``spec`` (records ``raynas.json`` beside Tune's state)."""
+    experiment = experiment or build_experiment(spec)
+    space = experiment.benchmark.space if experiment.benchmark is not None else make_space(spec.space)
+    searcher = make_searcher(spec.searcher, space, metric=experiment.metric, mode=experiment.mode, seed=spec.seed)
+    if spec.scheduler == "asha" and experiment.max_t > 1:
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=experiment.max_t,
+            grace_period=min(spec.grace_period, experiment.max_t),
+            reduction_factor=spec.reduction_factor,
+        )
+    else:
+        scheduler = FIFOScheduler()
+    spec.save()
+    return tune.Tuner(
+        experiment.trainable,
+        param_space=experiment.param_space,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            metric=experiment.metric,
+            mode=experiment.mode,
+            num_samples=spec.num_samples,
+            max_concurrent_trials=spec.max_concurrent,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            storage_path=spec.storage,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_frequency=1),
+            failure_config=tune.FailureConfig(max_failures=1),
+            verbose=1,
+        ),
+    )
+
+
+def restore_tuner(experiment_dir: str) -> tuple[tune.Tuner, SearchSpec, Experiment]:
+    """``Tuner.restore`` of an interrupted raynas experiment: the searcher continues from its saved state."""
+    spec = SearchSpec.load(experiment_dir)
+    if not tune.Tuner.can_restore(experiment_dir):
+        raise FileNotFoundError(
+            f"{experiment_dir!r} holds no Tune experiment state to resume (did it ever start?)"
+        )
+    experiment = build_experiment(spec)
+    tuner = tune.Tuner.restore(
+        experiment_dir,
+        trainable=experiment.trainable,
+        param_space=experiment.param_space,
+        resume_unfinished=True,
+        resume_errored=True,
+    )
+    return tuner, spec, experiment
+
+
+def latest_experiment(storage: str) -> str:
+    """The most recently modified raynas experiment directory under ``storage``."""
+    storage = os.path.abspath(storage)
+    candidates = [
+        os.path.join(storage, d)
+        for d in (os.listdir(storage) if os.path.isdir(storage) else [])
+        if os.path.exists(os.path.join(storage, d, SPEC_FILE))
+    ]
+    if not candidates:
+        raise FileNotFoundError(f"no raynas experiment to resume under {storage!r}")
+    return max(candidates, key=os.path.getmtime)
+
+
+def init_ray(num_cpus: int | None = None) -> None:
+    """Attach to the cluster in ``RAY_ADDRESS`` if set, else start a local Ray runtime."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"])
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False)
+
+
+def report(results: tune.ResultGrid, spec: SearchSpec, metric: str, mode: str) -> dict[str, object]:
+    """Write ``results.csv`` and ``best_so_far.png`` into the experiment directory; return the summary."""
+    frame = results.get_dataframe()
+    return write_report(frame, metric, mode, spec.experiment_dir, title=f"{spec.searcher} on {spec.name}")  # type: ignore[arg-type]
+
+
+def run_search(spec: SearchSpec, resume: bool = False, verbose: bool = True) -> tuple[tune.ResultGrid, dict]:
+    """Run (or resume) a search and write its report. Returns the ResultGrid and the summary."""
+    init_ray()
+    if resume:
+        tuner, spec, experiment = restore_tuner(spec.experiment_dir)
+    else:
+        experiment = build_experiment(spec)
+        tuner = build_tuner(spec, experiment)
+    results = tuner.fit()
+    summary = report(results, spec, experiment.metric, experiment.mode)
+    summary["experiment_dir"] = spec.experiment_dir
+    if verbose:
+        print(f"\nexperiment: {spec.experiment_dir}")
+        print(format_summary(summary, experiment.metric))
+    return results, summary
+
+
+def load_results(experiment_dir: str) -> tuple[tune.ResultGrid, SearchSpec, str, str]:
+    """Reload a finished or interrupted experiment as a ``ResultGrid`` (no trainable needed)."""
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    experiment_dir = os.path.abspath(experiment_dir)
+    spec = SearchSpec.load(experiment_dir)
+    metric = spec.objective if spec.benchmark is not None else "val_acc"
+    analysis = ExperimentAnalysis(experiment_dir, default_metric=metric, default_mode=spec.mode)
+    return ResultGrid(analysis), spec, str(metric), spec.mode

@@ -146,6 +146,11 @@ def build_experiment(spec: SearchSpec) -> Experiment:
     )
 
 
+def trial_dirname(trial) -> str:
+    """Short trial directory names (Tune's default embeds the whole architecture JSON)."""
+    return f"{trial.trainable_name}_{trial.trial_id}"
+
+
 def build_tuner(spec: SearchSpec, experiment: Experiment | None = None) -> tune.Tuner:
     """A fresh ``Tuner`` for ``spec`` (records ``raynas.json`` beside Tune's state)."""
     experiment = experiment or build_experiment(spec)
@@ -172,11 +177,17 @@ def build_tuner(spec: SearchSpec, experiment: Experiment | None = None) -> tune.
             num_samples=spec.num_samples,
             max_concurrent_trials=spec.max_concurrent,
             reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=spec.name,
             storage_path=spec.storage,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_frequency=1),
+            # Tabular trials are instant: replaying them beats checkpointing. Real training keeps
+            # the two newest checkpoints so ASHA pauses and retries resume mid-training.
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=None if experiment.benchmark is not None else 2,
+                checkpoint_frequency=0 if experiment.benchmark is not None else 1,
+            ),
             failure_config=tune.FailureConfig(max_failures=1),
             verbose=1,
         ),

@@ -8,6 +8,7 @@ from raynas.spaces.base import (
     InvalidArchitectureError,
     SearchSpace,
 )
+from raynas.spaces.nb101 import NB101Space
 from raynas.spaces.nb201 import NB201_EDGE_COLUMNS, NB201_EDGES, NB201_OPS, NB201Space
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "InfiniteSpaceError",
     "InvalidArchitectureError",
     "SearchSpace",
+    "NB101Space",
     "NB201Space",
     "NB201_EDGES",
     "NB201_EDGE_COLUMNS",

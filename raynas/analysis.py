@@ -7,7 +7,6 @@ row per trial, the last reported result, config flattened as ``config/...``).
 from __future__ import annotations
 
 import os
-import re
 from typing import Literal
 
 import numpy as np
@@ -15,20 +14,15 @@ import pandas as pd
 
 from raynas.architecture import CONFIG_KEY
 
-_TRIAL_NUMBER = re.compile(r"(\d+)$")
-
-
-def trial_number(trial_id: str) -> int:
-    """The running number Tune appends to trial ids (``ab12c_00007`` -> 7): suggestion order."""
-    match = _TRIAL_NUMBER.search(str(trial_id))
-    return int(match.group(1)) if match else -1
-
 
 def trial_table(frame: pd.DataFrame, metric: str, mode: Literal["max", "min"] = "max") -> pd.DataFrame:
-    """One row per trial in suggestion order, with the running best of ``metric``.
+    """One row per trial in the order the searcher suggested them, with the running best of ``metric``.
 
-    Trials without a finite ``metric`` (errored, or stopped before reporting)
-    are kept, with NaN, and do not move the running best.
+    raynas searchers put the suggestion index into the config
+    (``config/suggestion``); results of other searchers fall back to Tune's
+    ``timestamp`` (time of each trial's last result). Trials without a finite
+    ``metric`` (errored, or stopped before reporting) are kept, with NaN, and
+    do not move the running best.
     """
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
@@ -37,10 +31,13 @@ def trial_table(frame: pd.DataFrame, metric: str, mode: Literal["max", "min"] = 
     if metric not in frame.columns:
         raise KeyError(f"metric {metric!r} not in results; columns: {sorted(frame.columns)}")
     table = frame.copy()
-    table["trial"] = [trial_number(t) for t in table.get("trial_id", table.index.astype(str))]
-    table = table.sort_values("trial").reset_index(drop=True)
+    order = [c for c in ("config/suggestion", "timestamp", "trial_id") if c in table.columns]
+    if order:
+        table = table.sort_values(order, na_position="last", kind="stable")
+    table = table.reset_index(drop=True)
+    table.insert(0, "trial", range(1, len(table) + 1))
     values = pd.to_numeric(table[metric], errors="coerce")
-    running = values.cummax() if mode == "max" else values.cummin()
+    running = (values.cummax() if mode == "max" else values.cummin()).ffill()
     table["best_so_far"] = running
     keep = ["trial", "trial_id", metric, "best_so_far"]
     extra = [c for c in ("arch_str", "training_iteration", "epochs", "params", "time_total_s",
@@ -70,7 +67,7 @@ def plot_best_so_far(table: pd.DataFrame, metric: str, path: str | os.PathLike, 
         ax.scatter(x, pd.to_numeric(table[metric], errors="coerce"), s=12, alpha=0.5, label="trial")
         ax.step(x, table["best_so_far"], where="post", color="C3", label="best so far")
         ax.legend(loc="lower right")
-    ax.set_xlabel("trial (suggestion order)")
+    ax.set_xlabel("trials, in suggestion order")
     ax.set_ylabel(metric)
     ax.set_title(title or f"best {metric} so far")
     ax.grid(alpha=0.3)

@@ -21,13 +21,17 @@ from raynas.architecture import Architecture
 from raynas.search.base import ArchitectureSearch, SearchStateError
 
 SAVE_FORMAT = "raynas-searcher/1"
+#: Config key holding the 0-based index of a suggestion within its search.
+SUGGESTION_KEY = "suggestion"
 
 
 class RaynasSearcher(Searcher):
     """A Ray Tune searcher over architectures, driven by an :class:`ArchitectureSearch`.
 
-    Suggested configs are ``{"arch": <architecture JSON>}``; Tune merges the
-    constant entries of ``param_space`` (e.g. training settings) into them.
+    Suggested configs are ``{"arch": <architecture JSON>, "suggestion": k}``
+    (k counts this search's suggestions from 0, so results can be put back in
+    the order the searcher chose them); Tune merges the constant entries of
+    ``param_space`` (e.g. training settings) into them.
 
     Args:
         search: the Ray-free search method.
@@ -82,10 +86,11 @@ class RaynasSearcher(Searcher):
             )
         if self.max_concurrent and len(self.search.pending) >= self.max_concurrent:
             return None  # Tune asks again when a running trial finishes
+        index = self.search.num_suggested
         arch = self.search.suggest(trial_id)
         if arch is None:
             return Searcher.FINISHED
-        return arch.to_config()
+        return {**arch.to_config(), SUGGESTION_KEY: index}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.search.report(trial_id, result.get(self._metric), result.get("training_iteration"))

@@ -208,6 +208,11 @@ class ArchitectureSearch(ABC):
     def num_evaluated(self) -> int:
         return len(self.observations)
 
+    @property
+    def num_suggested(self) -> int:
+        """Suggestions made so far (evaluated, failed and pending)."""
+        return len(self.observations) + len(self.failed) + len(self.pending)
+
     # -------------------------------------------------------- internals
     def _next_point(self) -> Architecture | None:
         while self.points_to_evaluate:

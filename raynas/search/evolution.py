@@ -65,8 +65,7 @@ class RegularizedEvolution(ArchitectureSearch):
         self.population.append((observation.arch, observation.value))
 
     def propose(self) -> Architecture:
-        started = len(self.observations) + len(self.failed) + len(self.pending)
-        if started < self.population_size or not self.population:
+        if self.num_suggested < self.population_size or not self.population:
             return self.space.sample(self.rng)
         child = None
         for _ in range(self.max_cycles):

@@ -25,6 +25,7 @@ def test_suggest_returns_distinct_valid_configs(name):
     archs = [Architecture.from_config(c) for c in configs]
     assert all(space.is_valid(a) for a in archs)
     assert len(set(archs)) == 8
+    assert [c["suggestion"] for c in configs] == list(range(8))
 
 
 @pytest.mark.parametrize("name", NAMES)

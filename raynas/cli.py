@@ -13,7 +13,7 @@ from typing import Sequence
 
 from raynas.benchmarks.tabular import BenchmarkError
 
-SEARCHER_NAMES = "random, regevo"
+SEARCHER_NAMES = "random, regevo, ..."
 
 
 def _search_parser(sub: argparse._SubParsersAction) -> None:

@@ -1,7 +1,12 @@
-"""Ray Tune ``Searcher`` classes over architectures, registered under short names."""
+"""Ray Tune ``Searcher`` classes over architectures, registered under short names.
+
+Searchers with heavy dependencies (GPyTorch, PyTorch Geometric, POT) are
+registered as ``"module:Class"`` strings and imported only when asked for.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from raynas.searchers.base import RaynasSearcher
@@ -9,10 +14,22 @@ from raynas.searchers.baselines import RandomSearcher, RegularizedEvolutionSearc
 from raynas.spaces.base import SearchSpace
 
 #: Short names used by ``raynas search --searcher`` and ``raynas bench --searchers``.
-SEARCHERS: dict[str, type[RaynasSearcher]] = {
+SEARCHERS: dict[str, type[RaynasSearcher] | str] = {
     "random": RandomSearcher,
     "regevo": RegularizedEvolutionSearcher,
 }
+
+
+def searcher_class(name: str) -> type[RaynasSearcher]:
+    """The searcher class registered as ``name`` (imported on first use)."""
+    try:
+        entry = SEARCHERS[name]
+    except KeyError:
+        raise ValueError(f"unknown searcher {name!r}; choose from {sorted(SEARCHERS)}") from None
+    if isinstance(entry, str):
+        module, _, attr = entry.partition(":")
+        entry = SEARCHERS[name] = getattr(importlib.import_module(module), attr)
+    return entry
 
 
 def make_searcher(
@@ -23,11 +40,7 @@ def make_searcher(
     **kwargs: Any,
 ) -> RaynasSearcher:
     """Build the searcher registered as ``name``."""
-    try:
-        cls = SEARCHERS[name]
-    except KeyError:
-        raise ValueError(f"unknown searcher {name!r}; choose from {sorted(SEARCHERS)}") from None
-    return cls(space, metric=metric, mode=mode, **kwargs)
+    return searcher_class(name)(space, metric=metric, mode=mode, **kwargs)
 
 
 __all__ = [
@@ -36,4 +49,5 @@ __all__ = [
     "RandomSearcher",
     "RegularizedEvolutionSearcher",
     "make_searcher",
+    "searcher_class",
 ]

@@ -1,0 +1,1 @@
+"""Kernels over architectures (GPyTorch ``Kernel`` subclasses)."""

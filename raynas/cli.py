@@ -38,7 +38,7 @@ def _search_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", choices=("asha", "none"), default="asha")
     p.add_argument("--grace-period", type=int, default=3, help="ASHA grace period in epochs; default 3")
     p.add_argument("--reduction-factor", type=int, default=3, help="ASHA reduction factor; default 3")
-    p.add_argument("--epochs", type=int, help="training epochs per trial (digits); default 15")
+    p.add_argument("--epochs", type=int, help="training epochs per trial (digits); default 10")
     p.add_argument("--seconds-per-epoch", type=float, default=0.0,
                    help="simulated training time per epoch for benchmark trials")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)

@@ -9,12 +9,9 @@ store the ops in the order of the official string
 
 from __future__ import annotations
 
-import itertools
 import re
-from typing import Iterator
 
 import networkx as nx
-import numpy as np
 
 from raynas.architecture import Architecture
 from raynas.spaces.base import (
@@ -25,6 +22,7 @@ from raynas.spaces.base import (
     SearchSpace,
     choice_index,
 )
+from raynas.spaces.positional import PositionalSpace
 
 NB201_OPS: tuple[str, ...] = (
     "none",
@@ -40,8 +38,13 @@ NB201_EDGE_COLUMNS: tuple[str, ...] = tuple(f"op_e{i}{j}" for i, j in NB201_EDGE
 _NODE_RE = re.compile(r"^\|(.+)\|$")
 
 
-class NB201Space(SearchSpace):
+class NB201Space(PositionalSpace):
     """NAS-Bench-201: six edges, five ops each.
+
+    Structurally a positional space (one choice per edge), from which it takes
+    sampling, enumeration, one-edit mutation (one edge's op, as in the NB201
+    paper's evolution baseline), neighbours and the per-edge encodings; it
+    adds the cell's graph and the official string format.
 
     ``to_graph`` returns the node-labelled view used by predictor papers
     (BONAS, BANANAS): an input node, one node per edge labelled with its op,
@@ -50,55 +53,22 @@ class NB201Space(SearchSpace):
     fixed size; :meth:`pruned_graph` removes them for isomorphism checks.
     """
 
-    name = "nb201"
-
     def __init__(self, ops: tuple[str, ...] = NB201_OPS) -> None:
+        super().__init__({f"e{i}{j}": ops for i, j in NB201_EDGES}, name="nb201")
         self._ops = tuple(ops)
 
     @property
     def op_choices(self) -> tuple[str, ...]:
         return self._ops
 
-    @property
-    def size(self) -> int:
-        return len(self._ops) ** len(NB201_EDGES)
-
     def max_nodes(self) -> int:
         return len(NB201_EDGES) + 2
 
-    # ------------------------------------------------------------- creation
-    def make(self, ops: tuple[str, ...] | list[str]) -> Architecture:
+    def make(self, ops: tuple[str, ...] | list[str]) -> Architecture:  # type: ignore[override]
         """Build (and validate) a cell from six ops in edge order."""
         arch = Architecture(self.name, tuple(ops))
         self.validate(arch)
         return arch
-
-    def sample(self, rng: np.random.Generator) -> Architecture:
-        picks = rng.integers(len(self._ops), size=len(NB201_EDGES))
-        return Architecture(self.name, tuple(self._ops[i] for i in picks))
-
-    def enumerate(self) -> Iterator[Architecture]:
-        for ops in itertools.product(self._ops, repeat=len(NB201_EDGES)):
-            yield Architecture(self.name, ops)
-
-    def neighbours(self, arch: Architecture) -> list[Architecture]:
-        self.validate(arch)
-        result = []
-        for position, current in enumerate(arch.ops):
-            for op in self._ops:
-                if op != current:
-                    ops = list(arch.ops)
-                    ops[position] = op
-                    result.append(Architecture(self.name, tuple(ops)))
-        return result
-
-    def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
-        """Change the op of one random edge to a different op (the NB201 paper's mutation)."""
-        position = int(rng.integers(len(NB201_EDGES)))
-        others = [op for op in self._ops if op != arch.ops[position]]
-        ops = list(arch.ops)
-        ops[position] = others[int(rng.integers(len(others)))]
-        return Architecture(self.name, tuple(ops))
 
     # ----------------------------------------------------------- validation
     def validate(self, arch: Architecture) -> None:
@@ -125,7 +95,7 @@ class NB201Space(SearchSpace):
         """Read the official string (or raynas JSON) into a validated cell."""
         text = text.strip()
         if text.startswith("{"):
-            return super().parse(text)
+            return SearchSpace.parse(self, text)
         parts = text.split("+")
         if len(parts) != 3:
             raise InvalidArchitectureError(
@@ -169,12 +139,3 @@ class NB201Space(SearchSpace):
                 if i2 == j:
                     graph.add_edge(k, m)
         return graph
-
-    def encode_positional(self, arch: Architecture) -> np.ndarray:
-        return np.array([self._ops.index(op) for op in arch.ops], dtype=np.int64)
-
-    def encode_onehot(self, arch: Architecture) -> np.ndarray:
-        """One-hot op per edge (the wiring is fixed, so the adjacency adds nothing)."""
-        encoding = np.zeros((len(NB201_EDGES), len(self._ops)), dtype=np.float32)
-        encoding[np.arange(len(NB201_EDGES)), self.encode_positional(arch)] = 1.0
-        return encoding.ravel()

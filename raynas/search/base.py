@@ -155,7 +155,8 @@ class ArchitectureSearch(ABC):
         fidelity: float | None = None,
     ) -> Observation | None:
         """A trial ended. Errors and results without a finite value are recorded, never used as data."""
-        arch = self.pending.pop(trial_id, None)
+        # A failed trial may be retried by Tune (FailureConfig, or Tuner.restore(resume_errored=True)).
+        arch = self.pending.pop(trial_id, None) or self.failed.pop(trial_id, None)
         fallback = self._intermediate.pop(trial_id, None)
         if arch is None:
             return None  # unknown or already completed: nothing to do, nothing lost

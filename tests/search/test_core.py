@@ -65,6 +65,8 @@ def test_errors_and_missing_values_are_recorded_not_used():
     assert set(search.failed.values()) == {a, b, d}
     assert not search.pending
     assert search.complete("unknown", 1.0) is None
+    # a failed trial that Tune retries successfully becomes data
+    assert search.complete("a", 2.5).arch == a and a not in search.failed.values()
     assert all(search.is_seen(x) for x in (a, b, c, d))
 
 

@@ -11,6 +11,8 @@ from raynas.spaces.base import SearchSpace
 SPACES: dict[str, str] = {
     "nb201": "raynas.spaces.nb201:NB201Space",
     "nb101": "raynas.spaces.nb101:NB101Space",
+    "macro_cnn": "raynas.spaces.macro:MacroCNNSpace",
+    "macro_mlp": "raynas.spaces.macro:MacroMLPSpace",
 }
 
 

@@ -17,6 +17,7 @@ from raynas.spaces.base import SearchSpace
 SEARCHERS: dict[str, type[RaynasSearcher] | str] = {
     "random": RandomSearcher,
     "regevo": RegularizedEvolutionSearcher,
+    "nasbot": "raynas.searchers.nasbot:NASBOTSearcher",
 }
 
 

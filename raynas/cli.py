@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from typing import Sequence
 
 from raynas.benchmarks.tabular import BenchmarkError
@@ -21,11 +23,13 @@ def _search_parser(sub: argparse._SubParsersAction) -> None:
         "search",
         help="run an architecture search with Ray Tune (local Ray, or the cluster in RAY_ADDRESS)",
         description="Run an architecture search with Ray Tune. Without --benchmark, trials train the "
-        "NAS-Bench-201 cell network on scikit-learn's digits (offline, CPU); with --benchmark, they "
-        "answer from the table.",
+        "cell network of --space (nb201, nb101) on --dataset: scikit-learn's digits by default (offline, "
+        "CPU), or CIFAR-10/100 from --data-dir (fetched only with --download), on GPUs with "
+        "--gpus-per-trial; with --benchmark, they answer from the table.",
     )
     p.add_argument("--searcher", default="regevo", help=f"searcher name ({SEARCHER_NAMES}); default regevo")
-    p.add_argument("--space", default="nb201", help="search space name; default nb201")
+    p.add_argument("--space", default="nb201",
+                   help="search space name; default nb201 (real training: nb201 or nb101)")
     p.add_argument("--benchmark", metavar="CSV", help="tabular benchmark CSV to answer trials from")
     p.add_argument("--objective", metavar="COL", help="objective column of --benchmark")
     p.add_argument("--test-metric", metavar="COL", help="test metric column of --benchmark (reported only)")
@@ -38,11 +42,26 @@ def _search_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", choices=("asha", "none"), default="asha")
     p.add_argument("--grace-period", type=int, default=3, help="ASHA grace period in epochs; default 3")
     p.add_argument("--reduction-factor", type=int, default=3, help="ASHA reduction factor; default 3")
-    p.add_argument("--epochs", type=int, help="training epochs per trial (digits); default 10")
+    p.add_argument("--epochs", type=int,
+                   help="training epochs per trial (real training); default 10 on digits, on CIFAR the "
+                   "published budget (nb201: 200, nb101: 108)")
+    p.add_argument("--dataset", choices=("digits", "cifar10", "cifar100", "fake"), default="digits",
+                   help="images to train on without --benchmark; default digits (offline); "
+                   "fake: CIFAR-shaped random images (tests, throughput)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="directory holding (or receiving, with --download) the CIFAR data; "
+                   "default $RAYNAS_DATA_DIR or ~/raynas_data on each node")
+    p.add_argument("--download", action="store_true",
+                   help="download a missing CIFAR data set into --data-dir (never done otherwise)")
     p.add_argument("--seconds-per-epoch", type=float, default=0.0,
                    help="simulated training time per epoch for benchmark trials")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=0.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0,
+                   help="GPUs per trial, fractions allowed (0.5: two trials share a GPU); default 0. "
+                   "Fails at once when no node has them")
+    p.add_argument("--wait-for-gpus", type=float, default=0.0, metavar="SECONDS",
+                   help="on an autoscaling cluster, wait this long for nodes with the trial's GPUs/CPUs "
+                   "before failing; default 0")
     p.add_argument("--storage", default="raynas_results", help="experiment storage directory")
     p.add_argument("--name", help="experiment name (default: searcher, source and time)")
     p.add_argument("--seed", type=int, default=0)
@@ -79,8 +98,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_gracefully_on_sigterm() -> None:
+    """Treat SIGTERM like Ctrl+C: Tune stops the trials and snapshots experiment and searcher.
+
+    ``ray job stop`` and Kubernetes stop a driver with SIGTERM (then SIGKILL
+    after a grace period: ``RAY_JOB_STOP_WAIT_TIME_S``, a pod's
+    ``terminationGracePeriodSeconds``), so a stopped search can be resumed
+    with ``--resume`` without losing or repeating finished trials. Installed
+    after ``ray.init`` (Ray's own SIGTERM handler would otherwise end the
+    driver at once); hands over to Tune's graceful-stop handler (SIGUSR1's), or
+    raises KeyboardInterrupt before Tune runs. A second SIGTERM kills.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_sigterm(signum, frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        print("raynas search: SIGTERM received, stopping the search and saving its state", file=sys.stderr,
+              flush=True)
+        tune_handler = signal.getsignal(signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else None
+        if callable(tune_handler):
+            tune_handler(signal.SIGUSR1, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
-    from raynas.searchers.experiment import SearchSpec, latest_experiment, run_search
+    from raynas.searchers.experiment import SearchSpec, check_data, init_ray, latest_experiment, run_search
 
     if args.resume:
         directory = (
@@ -96,8 +142,12 @@ def cmd_search(args: argparse.Namespace) -> int:
             scheduler=args.scheduler, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
             seed=args.seed, storage=args.storage, name=args.name, epochs=args.epochs,
             seconds_per_epoch=args.seconds_per_epoch, cpus_per_trial=args.cpus_per_trial,
-            gpus_per_trial=args.gpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial, dataset=args.dataset, data_dir=args.data_dir,
+            download=args.download, wait_for_gpus=args.wait_for_gpus,
         )
+    check_data(spec)  # before starting Ray: a missing data set fails in a second
+    init_ray()
+    _stop_gracefully_on_sigterm()
     run_search(spec, resume=args.resume)
     return 0
 

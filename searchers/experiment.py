@@ -24,6 +24,8 @@ from raynas.registry import make_space
 from raynas.searchers import make_searcher
 
 SPEC_FILE = "raynas.json"
+#: Data sets of real-training searches (``SearchSpec.dataset``).
+DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "fake")
 
 
 @dataclass
@@ -31,8 +33,15 @@ class SearchSpec:
     """Everything that defines a search; saved as ``raynas.json`` in the experiment directory.
 
     With ``benchmark`` set the trials answer from that table (its space, its
-    ``objective`` column); otherwise they train the NB201 cell network on
-    scikit-learn's ``digits`` (offline, CPU) and optimise ``val_acc``.
+    ``objective`` column); otherwise they train the cell network of ``space``
+    (``nb201`` or ``nb101``) on ``dataset`` and optimise ``val_acc``:
+    ``digits`` (scikit-learn's, offline, CPU-sized; the default), ``cifar10``
+    / ``cifar100`` (torchvision, from ``data_dir``; fetched only with
+    ``download``) or ``fake`` (CIFAR-shaped FakeData).
+
+    ``wait_for_gpus``: seconds to wait for nodes that can hold one trial's
+    CPUs and GPUs (an autoscaling cluster adding GPU nodes) before failing;
+    0 fails at once when no node can (Tune itself would wait forever).
     """
 
     searcher: str = "regevo"
@@ -55,6 +64,10 @@ class SearchSpec:
     seconds_per_epoch: float = 0.0
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    dataset: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    wait_for_gpus: float = 0.0
 
     def __post_init__(self) -> None:
         if self.scheduler not in ("asha", "none"):
@@ -67,11 +80,22 @@ class SearchSpec:
             raise ValueError("a benchmark search needs --objective (the column to optimise)")
         if self.benchmark is not None and not os.path.exists(self.benchmark):
             raise FileNotFoundError(f"benchmark table {self.benchmark!r} does not exist")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {list(DATASETS)}, got {self.dataset!r}")
+        if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
+            raise ValueError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
+        if self.gpus_per_trial > 1 and not float(self.gpus_per_trial).is_integer():
+            raise ValueError(f"gpus_per_trial above 1 must be a whole number, got {self.gpus_per_trial}")
+        if self.wait_for_gpus < 0:
+            raise ValueError(f"wait_for_gpus must be >= 0 seconds, got {self.wait_for_gpus}")
         self.storage = os.path.abspath(self.storage)
         if self.benchmark is not None:
             self.benchmark = os.path.abspath(self.benchmark)
+        if self.data_dir is not None:
+            # Trials run in their own directories (and maybe on other nodes): never a relative path.
+            self.data_dir = os.path.abspath(os.path.expanduser(self.data_dir))
         if self.name is None:
-            source = "digits" if self.benchmark is None else os.path.splitext(os.path.basename(self.benchmark))[0]
+            source = self.dataset if self.benchmark is None else os.path.splitext(os.path.basename(self.benchmark))[0]
             self.name = f"{self.searcher}-{source}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     @property
@@ -132,18 +156,103 @@ def build_experiment(spec: SearchSpec) -> Experiment:
             tune.with_resources(trainable, resources), param_space, bench.objective, spec.mode,
             len(bench.fidelities), bench,
         )
-    from raynas.trainables.digits import DIGITS_DEFAULTS, DigitsTrainable
+    from raynas.models import MODEL_SIZE_KEYS
 
-    if spec.space != "nb201":
-        raise ValueError(f"real training on digits supports the nb201 space, not {spec.space!r}")
-    param_space = {k: v for k, v in DIGITS_DEFAULTS.items() if k != "arch"}
+    if spec.space not in MODEL_SIZE_KEYS:
+        raise ValueError(
+            f"real training supports the spaces {sorted(MODEL_SIZE_KEYS)}, not {spec.space!r} "
+            "(other spaces need --benchmark)"
+        )
+    if spec.dataset == "digits" and spec.space == "nb201":
+        # The main job, exactly as before this trainable was generalised (same trial names, checkpoints).
+        from raynas.trainables.digits import DIGITS_DEFAULTS, DigitsTrainable
+
+        trainable: Any = DigitsTrainable
+        param_space: dict[str, Any] = {k: v for k, v in DIGITS_DEFAULTS.items() if k != "arch"}
+    else:
+        from raynas.trainables.training import ImageTrainable, recipe_defaults
+
+        trainable = ImageTrainable
+        param_space = {"dataset": spec.dataset, "space": spec.space,
+                       "epochs": recipe_defaults(spec.space, spec.dataset)["epochs"]}
+        if spec.dataset in ("cifar10", "cifar100"):
+            param_space.update(data_dir=spec.data_dir, download=spec.download)
     if spec.epochs is not None:
         param_space["epochs"] = spec.epochs
     param_space["seed"] = spec.seed
     return Experiment(
-        tune.with_resources(DigitsTrainable, resources), param_space, "val_acc", "max",
+        tune.with_resources(trainable, resources), param_space, "val_acc", "max",
         int(param_space["epochs"]), None,
     )
+
+
+def _describe_resources(resources: dict[str, float]) -> str:
+    return f"{resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU"
+
+
+def check_cluster_resources(spec: SearchSpec, poll_s: float = 2.0) -> None:
+    """Fail fast (ValueError) when no node of the Ray cluster can hold one trial.
+
+    Tune would otherwise keep the trials pending forever. With
+    ``spec.wait_for_gpus`` > 0 it first asks the autoscaler for such a node
+    (``ray.autoscaler.sdk.request_resources``) and waits that many seconds.
+    Call with Ray initialised.
+    """
+    need = {"CPU": float(spec.cpus_per_trial), "GPU": float(spec.gpus_per_trial)}
+    need = {k: v for k, v in need.items() if v > 0}
+
+    def feasible() -> bool:
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        return any(all(res.get(k, 0.0) >= v - 1e-9 for k, v in need.items()) for res in nodes)
+
+    if feasible():
+        return
+    deadline = time.monotonic() + spec.wait_for_gpus
+    if spec.wait_for_gpus > 0:
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=[need])
+        try:
+            while time.monotonic() < deadline:
+                time.sleep(poll_s)
+                if feasible():
+                    return
+        finally:
+            request_resources(bundles=[])  # Tune's own placement groups keep the nodes wanted from here on
+    largest = max(
+        (n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")),
+        key=lambda r: (r.get("GPU", 0.0), r.get("CPU", 0.0)),
+        default={},
+    )
+    what = f"{spec.gpus_per_trial:g} GPU and " if spec.gpus_per_trial else ""
+    waited = f" (waited {spec.wait_for_gpus:g} s)" if spec.wait_for_gpus > 0 else ""
+    hint = (
+        "run on a cluster with GPU nodes (see cluster/README.md), drop --gpus-per-trial to train on CPUs, "
+        "or on an autoscaling cluster pass --wait-for-gpus SECONDS"
+        if spec.gpus_per_trial
+        else "lower --cpus-per-trial or add nodes"
+    )
+    raise ValueError(
+        f"each trial asks for {what}{spec.cpus_per_trial:g} CPU (--gpus-per-trial {spec.gpus_per_trial:g}, "
+        f"--cpus-per-trial {spec.cpus_per_trial:g}), but no node of the Ray cluster has that{waited}: "
+        f"the cluster has {_describe_resources(ray.cluster_resources())} in all, its largest node "
+        f"{_describe_resources(largest)}. Tune would wait forever; {hint}."
+    )
+
+
+def check_data(spec: SearchSpec) -> None:
+    """On local Ray, fail before starting Tune if a CIFAR data set is absent and --download is off.
+
+    On a cluster (``RAY_ADDRESS`` set) the data live on the worker nodes, so
+    the trials check for themselves (they fail in ``setup`` with the same message).
+    """
+    if spec.benchmark is not None or spec.dataset not in ("cifar10", "cifar100") or spec.download:
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        return
+    from raynas.data.vision import check_dataset
+
+    check_dataset(spec.dataset, spec.data_dir, download=False)
 
 
 def trial_dirname(trial) -> str:
@@ -244,7 +353,11 @@ def report(results: tune.ResultGrid, spec: SearchSpec, metric: str, mode: str) -
 
 def run_search(spec: SearchSpec, resume: bool = False, verbose: bool = True) -> tuple[tune.ResultGrid, dict]:
     """Run (or resume) a search and write its report. Returns the ResultGrid and the summary."""
+    if resume:
+        spec = SearchSpec.load(spec.experiment_dir)
+    check_data(spec)
     init_ray()
+    check_cluster_resources(spec)
     if resume:
         tuner, spec, experiment = restore_tuner(spec.experiment_dir)
     else:

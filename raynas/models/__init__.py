@@ -1,5 +1,139 @@
-"""PyTorch models of raynas search spaces (Ray-free)."""
+"""PyTorch models of raynas search spaces (Ray-free).
 
+:func:`build_model` builds the network of an architecture for any space that
+has a builder (``nb201``, ``nb101``); :func:`model_stats` reports its parameter
+count and forward FLOPs (counted by :class:`torch.utils.flop_counter.FlopCounterMode`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import torch
+from torch import nn
+
+from raynas.architecture import Architecture
+from raynas.models.nb101_net import NB101Cell, NB101Network, vertex_channels
 from raynas.models.nb201_net import NB201Cell, NB201Network, count_parameters
+from raynas.spaces.base import SearchSpace
 
-__all__ = ["NB201Cell", "NB201Network", "count_parameters"]
+#: Size keywords each builder accepts (``channels`` and ``cells_per_stage`` work for every space).
+MODEL_SIZE_KEYS: dict[str, tuple[str, ...]] = {
+    "nb201": ("channels", "cells_per_stage"),
+    "nb101": ("channels", "cells_per_stage", "cells_per_stack", "num_stacks"),
+}
+
+#: The published sizes (NB201: C=16, N=5; NB101: 128 stem channels, 3 stacks of 3 cells).
+PAPER_SIZES: dict[str, dict[str, int]] = {
+    "nb201": {"channels": 16, "cells_per_stage": 5},
+    "nb101": {"channels": 128, "cells_per_stage": 3},
+}
+
+
+def _space_name(space_or_name: SearchSpace | str) -> str:
+    if isinstance(space_or_name, SearchSpace):
+        return space_or_name.name
+    if isinstance(space_or_name, str):
+        return space_or_name
+    raise TypeError(f"build_model: expected a search space or its name, got {type(space_or_name).__name__}")
+
+
+def build_model(
+    space_or_name: SearchSpace | str,
+    arch: Architecture | Sequence[str] | str,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    **size: int,
+) -> nn.Module:
+    """The network of ``arch`` in the space ``space_or_name`` (a space or its name).
+
+    ``size`` keywords: ``channels`` (first-stage width; NB101: stem and first
+    stack) and ``cells_per_stage`` (cells per stage/stack) for every space;
+    NB101 also takes ``num_stacks`` (and ``cells_per_stack`` as an alias).
+    Missing keywords take the published sizes (:data:`PAPER_SIZES`).
+
+    Raises:
+        ValueError: for a space without a builder or a size keyword the builder does not take.
+        InvalidArchitectureError: for an architecture the space rejects.
+    """
+    name = _space_name(space_or_name)
+    if name not in MODEL_SIZE_KEYS:
+        raise ValueError(
+            f"no model builder for search space {name!r}; builders exist for {sorted(MODEL_SIZE_KEYS)}"
+        )
+    unknown = sorted(set(size) - set(MODEL_SIZE_KEYS[name]))
+    if unknown:
+        raise ValueError(
+            f"build_model: unknown size keyword(s) {unknown} for space {name!r}; "
+            f"accepted: {list(MODEL_SIZE_KEYS[name])}"
+        )
+    if name == "nb201":
+        return NB201Network(
+            arch,  # type: ignore[arg-type]
+            channels=size.get("channels", PAPER_SIZES["nb201"]["channels"]),
+            cells_per_stage=size.get("cells_per_stage", PAPER_SIZES["nb201"]["cells_per_stage"]),
+            num_classes=num_classes,
+            in_channels=in_channels,
+        )
+    if "cells_per_stage" in size and "cells_per_stack" in size and size["cells_per_stage"] != size["cells_per_stack"]:
+        raise ValueError("build_model: cells_per_stage and cells_per_stack disagree (they are the same setting)")
+    cells = size.get("cells_per_stack", size.get("cells_per_stage", PAPER_SIZES["nb101"]["cells_per_stage"]))
+    return NB101Network(
+        arch,  # type: ignore[arg-type]
+        channels=size.get("channels", PAPER_SIZES["nb101"]["channels"]),
+        cells_per_stack=cells,
+        num_stacks=size.get("num_stacks", 3),
+        num_classes=num_classes,
+        in_channels=in_channels,
+    )
+
+
+class ModelStats(NamedTuple):
+    """Trainable parameters and forward FLOPs of one image (2 per multiply-accumulate)."""
+
+    params: int
+    flops: int
+
+
+def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Forward FLOPs of ``model`` on one input of shape ``input_shape`` (``(C, H, W)``).
+
+    Counted by :class:`torch.utils.flop_counter.FlopCounterMode` (convolutions
+    and matrix products; a multiply-accumulate is 2 FLOPs; pooling, BatchNorm
+    and additions are not counted). Runs one eval-mode forward pass without
+    gradients on the model's device and restores its training mode.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros((1, *input_shape), device=device, dtype=dtype))
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def model_stats(model: nn.Module, input_shape: Sequence[int]) -> ModelStats:
+    """:class:`ModelStats` (parameters, FLOPs per image of shape ``(C, H, W)``) of ``model``."""
+    return ModelStats(count_parameters(model), count_flops(model, input_shape))
+
+
+__all__ = [
+    "MODEL_SIZE_KEYS",
+    "PAPER_SIZES",
+    "ModelStats",
+    "NB101Cell",
+    "NB101Network",
+    "NB201Cell",
+    "NB201Network",
+    "build_model",
+    "count_flops",
+    "count_parameters",
+    "model_stats",
+    "vertex_channels",
+]

@@ -81,25 +81,23 @@ def test_search_stops_when_finite_space_is_exhausted(ray_session, tmp_path):
 
 
 def _finished_trials(experiment: Path) -> int:
-    states = sorted(experiment.glob("experiment_state-*.json"))
-    if not states:
-        return 0
-    try:
-        data = json.loads(states[-1].read_text())
-    except (json.JSONDecodeError, OSError):
-        return 0
-    return sum(json.loads(entry[0]).get("status") == "TERMINATED" for entry in data.get("trial_data", []))
+    """Trials that reached their end-of-training checkpoint (written when each trial ends).
+
+    Tune's own files (experiment snapshots, buffered ``result.json``) can lag
+    far behind on a loaded machine; checkpoint folders appear at once.
+    """
+    return sum(1 for trial in experiment.glob("TabularTrainable_*") if any(trial.glob("checkpoint_*")))
 
 
 def test_cli_search_interrupted_then_resumed(synthetic_nb201_csv, tmp_path):
     """SIGINT a running ``raynas search`` (its own Ray), then ``--resume``: nothing lost or repeated."""
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
-    storage, name, total = tmp_path / "store", "interrupted", 30
+    storage, name, total = tmp_path / "store", "interrupted", 20
     command = [sys.executable, "-m", "raynas.cli", "search", "--benchmark", str(synthetic_nb201_csv),
                "--objective", "val_200", "--test-metric", "test_200", "--searcher", "regevo",
                "--num-samples", str(total), "--max-concurrent", "2", "--scheduler", "none",
-               "--seconds-per-epoch", "0.5", "--storage", str(storage), "--name", name, "--seed", "3"]
+               "--seconds-per-epoch", "2.0", "--storage", str(storage), "--name", name, "--seed", "3"]
     log = open(tmp_path / "first.log", "w")
     first = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     experiment = storage / name

@@ -1,0 +1,430 @@
+"""Real training of an architecture's network on images, one epoch per ``step()``.
+
+:class:`ImageTrainable` trains the network of any space with a model builder
+(``nb201``, ``nb101``; see :func:`raynas.models.build_model`) on
+
+* ``digits`` (default): scikit-learn's 8x8 digits, offline, held in memory (seconds per trial on a CPU);
+* ``cifar10`` / ``cifar100``: torchvision's CIFAR from ``data_dir`` with the standard augmentation
+  and a seeded validation split of the training set (:mod:`raynas.data.vision`); downloaded only
+  with ``download=True``; if absent the trial fails in ``setup`` with an error naming the path and
+  ``--download``;
+* ``fake``: CIFAR-shaped torchvision ``FakeData`` (tests, throughput).
+
+The recipe is NAS-Bench-201's: SGD with Nesterov momentum 0.9, cosine
+annealing over ``epochs``, weight decay, cross-entropy; every result reports
+``val_acc`` (percent) and the epoch's training throughput ``images_per_s``.
+
+**Resources.** The trial trains on CUDA when Tune gave it a GPU (Ray sets
+``CUDA_VISIBLE_DEVICES``, fractional GPUs included) and on the CPU otherwise.
+On CUDA: automatic mixed precision (``torch.autocast`` float16 with
+``torch.amp.GradScaler``), ``channels_last`` tensors, ``DataLoader`` s with
+pinned memory and worker processes. On the CPU the same code runs with AMP off,
+``channels_last`` (faster for these convolutions on CPU too) and as many torch
+threads as the trial has CPUs.
+
+**Checkpoints** hold model, optimiser, LR scheduler, AMP scaler, epoch and the
+RNG states (batch-order generator, torch CPU and CUDA), so a trial that ASHA or
+PBT pauses, or that Tune retries after a failure, resumes exactly where it
+stopped: the epochs after a restore give the same results as uninterrupted
+training (bit-identical on the CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import time
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from ray import tune
+
+from raynas.architecture import Architecture
+from raynas.models import MODEL_SIZE_KEYS, build_model, model_stats
+from raynas.registry import make_space
+from raynas.spaces.base import InvalidArchitectureError
+
+#: Values of ``config["dataset"]``.
+DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "fake")
+
+#: Every config key but the required ``arch``; ``None`` means "the recipe default for the
+#: space and data set" (:func:`recipe_defaults`) or, for the hardware keys, "automatic".
+IMAGE_DEFAULTS: dict[str, Any] = {
+    "dataset": "digits",
+    "space": None,  # from the architecture
+    "channels": None,
+    "cells_per_stage": None,
+    "epochs": None,
+    "lr": None,
+    "batch_size": None,
+    "weight_decay": 5e-4,
+    "seed": 0,
+    "data_dir": None,  # $RAYNAS_DATA_DIR or ~/raynas_data
+    "download": False,
+    "val_fraction": None,
+    "split_seed": 0,
+    "fake_size": 1024,
+    "device": "auto",  # "auto" | "cpu" | "cuda"
+    "amp": None,  # None: on with CUDA; True on the CPU is turned off (reported as amp=False)
+    "channels_last": True,
+    "num_workers": None,  # None: the trial's CPUs on CUDA (at most 8), 0 (in-process loading) on the CPU
+    "num_threads": None,  # None: the trial's CPUs (1 outside Tune)
+}
+
+_EVAL_BATCH = 1024
+
+
+def recipe_defaults(space: str, dataset: str) -> dict[str, Any]:
+    """Network size and training recipe of a (space, data set) pair.
+
+    ``digits`` is CPU-sized (NB201: C=8, one cell per stage, 10 epochs, the
+    main job's setting). CIFAR and ``fake`` use the published sizes and
+    budgets: NB201 C=16, N=5, 200 epochs; NB101 128 channels, 3 cells per
+    stack, 108 epochs; lr 0.1 and batch 256 (NB201's recipe).
+    """
+    if dataset == "digits":
+        size = {"nb201": {"channels": 8, "cells_per_stage": 1}, "nb101": {"channels": 16, "cells_per_stage": 1}}
+        return {**size[space], "epochs": 10, "lr": 0.05, "batch_size": 64, "val_fraction": 0.2}
+    size = {"nb201": {"channels": 16, "cells_per_stage": 5}, "nb101": {"channels": 128, "cells_per_stage": 3}}
+    epochs = {"nb201": 200, "nb101": 108}
+    return {**size[space], "epochs": epochs[space], "lr": 0.1, "batch_size": 256, "val_fraction": 0.1}
+
+
+def _positive_int(name: str, key: str, value: Any, allow_zero: bool = False) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    lower = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lower:
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name}: config[{key!r}] must be a {kind} integer, got {value!r}")
+    return int(value)
+
+
+def _read_settings(name: str, config: dict[str, Any], space: str, dataset: str) -> dict[str, Any]:
+    """Defaults merged with ``config``, type- and range-checked with messages naming the key."""
+    recipe = recipe_defaults(space, dataset)
+    settings: dict[str, Any] = {}
+    for key, default in IMAGE_DEFAULTS.items():
+        value = config.get(key, default)
+        settings[key] = recipe.get(key) if value is None and key in recipe else value
+    for key in ("channels", "cells_per_stage", "epochs", "batch_size", "fake_size"):
+        settings[key] = _positive_int(name, key, settings[key])
+    for key in ("num_workers", "num_threads"):
+        if settings[key] is not None:
+            settings[key] = _positive_int(name, key, settings[key], allow_zero=key == "num_workers")
+    for key, lower, strict in (("lr", 0.0, True), ("weight_decay", 0.0, False)):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(f"{name}: config[{key!r}] must be a finite number, got {value!r}")
+        if value < lower or (strict and value == lower):
+            raise ValueError(f"{name}: config[{key!r}] must be {'>' if strict else '>='} {lower}, got {value!r}")
+        settings[key] = float(value)
+    fraction = settings["val_fraction"]
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0.0 < fraction < 1.0:
+        raise ValueError(f"{name}: config['val_fraction'] must be a number strictly between 0 and 1, got {fraction!r}")
+    settings["val_fraction"] = float(fraction)
+    for key in ("seed", "split_seed"):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{name}: config[{key!r}] must be an integer, got {value!r}")
+        settings[key] = int(value)
+    for key in ("download", "channels_last"):
+        if not isinstance(settings[key], bool):
+            raise ValueError(f"{name}: config[{key!r}] must be true or false, got {settings[key]!r}")
+    if settings["amp"] is not None and not isinstance(settings["amp"], bool):
+        raise ValueError(f"{name}: config['amp'] must be true, false or null (automatic), got {settings['amp']!r}")
+    if settings["device"] not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"{name}: config['device'] must be 'auto', 'cpu' or 'cuda', got {settings['device']!r}")
+    if settings["data_dir"] is not None and not isinstance(settings["data_dir"], (str, os.PathLike)):
+        raise ValueError(f"{name}: config['data_dir'] must be a path, got {settings['data_dir']!r}")
+    settings["dataset"], settings["space"] = dataset, space
+    return settings
+
+
+def select_device(name: str, requested: str) -> torch.device:
+    """``cuda`` when a GPU is visible (``auto``) or asked for, else the CPU; a clear error for a missing GPU."""
+    if requested == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if requested == "cuda":
+        raise RuntimeError(
+            f"{name}: config['device'] is 'cuda' but no CUDA device is visible to this trial "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); give the trial a GPU "
+            "(raynas search --gpus-per-trial, or tune.with_resources(trainable, {'gpu': 1})) or use device 'auto'"
+        )
+    return torch.device("cpu")
+
+
+class ImageTrainable(tune.Trainable):
+    """Train one architecture's network on an image data set; report validation accuracy (percent) per epoch.
+
+    Config: ``arch`` (JSON, required) plus the keys of :data:`IMAGE_DEFAULTS`
+    (see :func:`recipe_defaults` for the ``None`` ones). ``space`` defaults
+    to the architecture's own space.
+    """
+
+    #: Data set used when the config names none.
+    default_dataset = "digits"
+    #: Name of the checkpoint file inside a checkpoint directory.
+    checkpoint_file = "image_trainable.pt"
+
+    def setup(self, config: dict[str, Any]) -> None:
+        self._data_key: tuple | None = None
+        self._build(config)
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def _label(self) -> str:
+        return type(self).__name__
+
+    def _parse_arch(self, config: dict[str, Any]) -> tuple[Architecture, Any]:
+        try:
+            arch = Architecture.from_config(config)
+            space_name = config.get("space") or arch.space
+            if space_name != arch.space:
+                raise InvalidArchitectureError(
+                    f"config['space'] is {space_name!r} but the architecture is of space {arch.space!r}"
+                )
+            space = make_space(space_name)
+            space.validate(arch)
+        except (InvalidArchitectureError, ValueError) as exc:
+            raise InvalidArchitectureError(f"{self._label}: invalid config['arch']: {exc}") from exc
+        if space.name not in MODEL_SIZE_KEYS:
+            raise ValueError(
+                f"{self._label}: no model builder for space {space.name!r}; "
+                f"real training supports {sorted(MODEL_SIZE_KEYS)}"
+            )
+        return arch, space
+
+    def _trial_cpus(self) -> int:
+        """CPUs Tune gave this trial (1 outside Tune)."""
+        resources = self.trial_resources
+        if resources is None:
+            return 1
+        try:
+            return max(1, int(resources.required_resources.get("CPU", 1)))
+        except AttributeError:  # pragma: no cover - other resource objects
+            return 1
+
+    def _build(self, config: dict[str, Any]) -> None:
+        """(Re)create data, model, optimiser, scheduler and scaler from ``config``; epoch 0."""
+        arch, space = self._parse_arch(config)
+        dataset = config.get("dataset", self.default_dataset)
+        if dataset not in DATASETS:
+            raise ValueError(f"{self._label}: config['dataset'] must be one of {list(DATASETS)}, got {dataset!r}")
+        settings = _read_settings(self._label, config, space.name, dataset)
+        self.arch, self.space, self.settings = arch, space, settings
+        self.arch_str = space.describe(arch)
+        self.device = select_device(self._label, settings["device"])
+        self.amp = self.device.type == "cuda" and settings["amp"] is not False
+        cpus = self._trial_cpus()
+        if self.device.type == "cpu":
+            torch.set_num_threads(settings["num_threads"] or cpus)
+        workers = settings["num_workers"]
+        if workers is None:
+            workers = min(8, cpus) if self.device.type == "cuda" else 0
+        self.num_workers = workers
+
+        self._load_data(settings)
+
+        torch.manual_seed(settings["seed"])
+        self.model = build_model(
+            space, arch, num_classes=self.info_num_classes, in_channels=self.input_shape[0],
+            channels=settings["channels"], cells_per_stage=settings["cells_per_stage"],
+        ).to(self.device)
+        self.memory_format = torch.channels_last if settings["channels_last"] else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
+        if self._tensors is not None:
+            self._tensors = tuple(  # type: ignore[assignment]
+                t.contiguous(memory_format=self.memory_format) if t.dim() == 4 else t for t in self._tensors
+            )
+        self.stats = model_stats(self.model, self.input_shape)
+        self.num_params = self.stats.params
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=settings["lr"], momentum=0.9, nesterov=True,
+            weight_decay=settings["weight_decay"],
+        )
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=settings["epochs"])
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        # A private generator for batch order (and DataLoader worker seeds), so other RNG users don't change the run.
+        self.generator = torch.Generator().manual_seed(settings["seed"])
+        self.epoch = 0
+
+    def _load_data(self, settings: dict[str, Any]) -> None:
+        """Digits as in-memory tensors on the device; torchvision data sets as DataLoaders."""
+        dataset = settings["dataset"]
+        key = (dataset, settings["data_dir"], settings["download"], settings["val_fraction"],
+               settings["split_seed"], settings["fake_size"], self.device.type)
+        if key == self._data_key:  # actor reuse: same data, keep it
+            return
+        self._tensors: tuple[torch.Tensor, ...] | None = None
+        self._datasets = None
+        if dataset == "digits":
+            from raynas.data.digits import load_digits_split
+
+            split = load_digits_split(settings["val_fraction"], settings["split_seed"])
+            self._tensors = tuple(t.to(self.device) for t in split)
+            self.info_num_classes, self.input_shape = 10, (1, 8, 8)
+        else:
+            from raynas.data.vision import load_image_datasets
+
+            data = load_image_datasets(
+                dataset, settings["data_dir"], download=settings["download"],
+                val_fraction=settings["val_fraction"], split_seed=settings["split_seed"],
+                fake_size=settings["fake_size"],
+            )
+            self._datasets = data
+            self.info_num_classes, self.input_shape = data.info.num_classes, data.info.input_shape
+        self._data_key = key
+
+    # ---------------------------------------------------------------- batches
+    def _loader(self, train: bool):
+        from torch.utils.data import DataLoader
+
+        assert self._datasets is not None
+        cuda = self.device.type == "cuda"
+        return DataLoader(
+            self._datasets.train if train else self._datasets.val,
+            batch_size=self.settings["batch_size"] if train else max(self.settings["batch_size"], 256),
+            shuffle=train,
+            generator=self.generator if train else None,
+            num_workers=self.num_workers,
+            pin_memory=cuda,
+            # Fresh workers each epoch: their seeds come from self.generator, so a restored trial
+            # draws the same augmentations as an uninterrupted one.
+            persistent_workers=False,
+        )
+
+    def _batches(self, train: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self._tensors is not None:
+            x_train, y_train, x_val, y_val = self._tensors
+            if train:
+                order = torch.randperm(x_train.shape[0], generator=self.generator).to(self.device)
+                for start in range(0, x_train.shape[0], self.settings["batch_size"]):
+                    index = order[start : start + self.settings["batch_size"]]
+                    yield x_train[index], y_train[index]
+            else:
+                for start in range(0, x_val.shape[0], _EVAL_BATCH):
+                    yield x_val[start : start + _EVAL_BATCH], y_val[start : start + _EVAL_BATCH]
+            return
+        for x, y in self._loader(train):
+            x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            yield x, y.to(self.device, non_blocking=True)
+
+    # ---------------------------------------------------------------- training
+    def _train_epoch(self) -> tuple[float, float]:
+        """One pass over the training set: mean loss and images per second."""
+        self.model.train()
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        seen = 0
+        start = time.perf_counter()
+        for x, y in self._batches(train=True):
+            n = y.shape[0]
+            if n < 2:  # BatchNorm cannot train on a single example
+                continue
+            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+                loss = F.cross_entropy(self.model(x), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            total += loss.detach().double() * n
+            seen += n
+        self.scheduler.step()
+        mean_loss = float(total) / max(seen, 1)  # float() waits for the device
+        return mean_loss, seen / max(time.perf_counter() - start, 1e-9)
+
+    @torch.no_grad()
+    def _evaluate(self) -> tuple[float, float]:
+        self.model.eval()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        n = 0
+        for x, y in self._batches(train=False):
+            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+                logits = self.model(x)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+            correct += (logits.argmax(dim=1) == y).sum()
+            n += y.shape[0]
+        return 100.0 * int(correct) / max(n, 1), float(loss_sum) / max(n, 1)
+
+    def step(self) -> dict[str, Any]:
+        """One epoch of training, then validation."""
+        epochs = self.settings["epochs"]
+        if self.epoch >= epochs:
+            raise RuntimeError(f"{self._label}: all {epochs} epochs of {self.arch_str} were already trained")
+        train_loss, images_per_s = self._train_epoch()
+        self.epoch += 1
+        val_acc, val_loss = self._evaluate()
+        return {
+            "val_acc": val_acc,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "epoch": self.epoch,
+            "params": self.stats.params,
+            "flops": self.stats.flops,
+            "images_per_s": images_per_s,
+            "device": self.device.type,
+            "amp": self.amp,
+            "arch_str": self.arch_str,
+            "done": self.epoch >= epochs,
+        }
+
+    # ------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        """Write model, optimiser, scheduler, AMP scaler, epoch and RNG states to ``checkpoint_dir``."""
+        state = {
+            "arch": self.arch.to_json(),
+            "dataset": self.settings["dataset"],
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        torch.save(state, os.path.join(checkpoint_dir, self.checkpoint_file))
+        return None
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        """Restore what :meth:`save_checkpoint` wrote, so training resumes with identical behaviour."""
+        if not isinstance(checkpoint_dir, (str, os.PathLike)):
+            raise TypeError(
+                f"{self._label}: load_checkpoint expects a checkpoint directory, got {type(checkpoint_dir).__name__}"
+            )
+        path = os.path.join(checkpoint_dir, self.checkpoint_file)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{self._label}: no checkpoint file {self.checkpoint_file!r} in {checkpoint_dir}")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state["arch"] != self.arch.to_json():
+            raise ValueError(
+                f"{self._label}: checkpoint {path} is for architecture {state['arch']}, "
+                f"but this trial trains {self.arch.to_json()}"
+            )
+        if state.get("dataset", self.settings["dataset"]) != self.settings["dataset"]:
+            raise ValueError(
+                f"{self._label}: checkpoint {path} was trained on {state['dataset']!r}, "
+                f"but this trial trains on {self.settings['dataset']!r}"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        self.epoch = int(state["epoch"])
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        """Rebuild everything for the new config (actor reuse; loaded data is kept) and start at epoch 0."""
+        self._build(new_config)
+        self.config = new_config
+        return True

@@ -13,6 +13,7 @@ SPACES: dict[str, str] = {
     "nb101": "raynas.spaces.nb101:NB101Space",
     "macro_cnn": "raynas.spaces.macro:MacroCNNSpace",
     "macro_mlp": "raynas.spaces.macro:MacroMLPSpace",
+    "mobilenet": "raynas.spaces.mobilenet:MobileNetSpace",
 }
 
 

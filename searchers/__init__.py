@@ -18,6 +18,8 @@ SEARCHERS: dict[str, type[RaynasSearcher] | str] = {
     "random": RandomSearcher,
     "regevo": RegularizedEvolutionSearcher,
     "nasbot": "raynas.searchers.nasbot:NASBOTSearcher",
+    "gpnas": "raynas.searchers.gpnas:GPNASSearcher",
+    "bonas": "raynas.searchers.bonas:BONASSearcher",
 }
 
 

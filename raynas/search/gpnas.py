@@ -1,0 +1,356 @@
+"""GP-NAS as a search method (Li et al., CVPR 2020): mutual-information sampling, then the predicted best.
+
+See :class:`GPNAS`. The model is :class:`raynas.surrogates.gpnas.GPNASModel`
+(grouped kernel of eq. 7 plus a Bayesian linear mean); acquisition functions
+are BoTorch's, evaluated on the GP posterior over a pool of candidates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Iterator, Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+from botorch.acquisition.analytic import (
+    LogExpectedImprovement,
+    PosteriorMean,
+    PosteriorStandardDeviation,
+    UpperConfidenceBound,
+)
+from botorch.models.model import Model
+from botorch.posteriors.gpytorch import GPyTorchPosterior
+from gpytorch.distributions import MultivariateNormal
+from linear_operator.operators import DiagLinearOperator
+from torch import Tensor
+
+from raynas.architecture import Architecture
+from raynas.kernels.grouped import Grouping
+from raynas.search.base import ArchitectureSearch
+from raynas.spaces.base import SearchSpace
+from raynas.surrogates.gpnas import DTYPE, FitMethod, GPNASModel
+
+Acquisition = Literal["ei", "ucb", "mean"]
+Warping = Literal["none", "rank"]
+#: Finite spaces up to this size are scored whole at every suggestion (NB201: 15,625).
+ENUMERATE_LIMIT = 16384
+
+
+class GPNAS(ArchitectureSearch):
+    """GP-NAS: mutual-information sampling until the expected MSE is low, then the predicted best.
+
+    Phases (Algorithm 1 of the paper, adapted to a budgeted search):
+
+    1. **Initial design**: the first ``num_initial`` suggestions (default 10,
+       as in BONAS) are uniformly random, counted in the budget.
+    2. **Mutual-information sampling** (eq. 12). Maximising
+       ``M = ½ log |K(u,u)| / |K(u|s)|`` over the next sample is done greedily:
+       the candidate with the largest posterior variance given every sampled
+       *and pending* architecture (``PosteriorStandardDeviation``). The GP
+       variance does not depend on the observed values, so conditioning on
+       pending trials is exact here and N concurrent suggestions are N
+       different, jointly informative points (the batch-greedy rule).
+    3. **Exploitation**: once the expected MSE (Theorem 3, as
+       :meth:`GPNASModel.expected_mse`: mean posterior variance over the
+       candidate pool relative to the variance of the observations) falls
+       under ``mse_threshold``, or after ``max_explore`` MI suggestions, the
+       search switches for good to the predicted best, scored by BoTorch's
+       ``LogExpectedImprovement`` (or ``UpperConfidenceBound`` /
+       ``PosteriorMean``). Pending trials enter as *kriging believers*: the
+       model is conditioned (``condition_on_observations``) on them at their
+       posterior mean, which removes their variance so concurrent suggestions
+       spread out.
+
+    Candidates: finite spaces of at most ``enumerate_limit`` architectures
+    (NB201) are scored whole; ``K(candidates, train)`` is cached and extended
+    column by column between refits. Larger spaces (MobileNet, 12**14) use a
+    pool of ``pool_random`` random architectures plus every one-edit neighbour
+    of the ``pool_top`` best observations and ``pool_mutations`` two-edit
+    mutations of them.
+
+    Refits: hyperparameters (σ_i, prior variance of w, noise, bias) are
+    re-estimated by maximum likelihood when the number of observations has
+    grown by ``refit_fraction`` (at least one) since the last fit, warm
+    started from the last values; in between the GP is only re-conditioned
+    with fixed hyperparameters (one Cholesky factorisation of ``n x n``).
+
+    Objective values enter the model as ``score`` (larger is better). With
+    ``warping="rank"`` (default) they are first mapped to normal scores
+    ``Φ⁻¹((rank - ½)/n)``: NAS objectives are heavy-tailed (NB201 has cells
+    at 10 % accuracy next to a top at 91.6 %), and a standardised GP spends
+    its capacity on the tail. ``warping="none"`` is the paper's model.
+
+    Saved state: the hyperparameters of the last fit, its bookkeeping and
+    the phase, so a restored search continues with exactly the same model
+    (the GP itself is re-conditioned on the restored observations).
+
+    Args:
+        space: the search space.
+        num_initial: random architectures first.
+        mse_threshold: relative expected MSE under which exploration stops.
+        max_explore: most MI suggestions (a budget guard; the paper only has
+            the threshold).
+        acquisition: ``"ei"`` (LogEI), ``"ucb"`` or ``"mean"`` in the exploitation phase.
+        ucb_beta: ``β`` of UCB.
+        refit_fraction: refit when observations grew by this fraction.
+        warping: ``"rank"`` or ``"none"`` (see above).
+        pool_random, pool_top, pool_mutations, enumerate_limit: candidate pool (see above).
+        num_threads: PyTorch threads while modelling (restored afterwards).
+            Matrices here are small; on a shared machine extra threads only
+            oversubscribe the cores.
+        learn_lengthscale, linear_mean, nb201_grouping, method, fit_maxiter:
+            passed to :class:`GPNASModel`.
+        kwargs: :class:`ArchitectureSearch` settings (``mode``, ``seed``,
+            ``points_to_evaluate``, ``allow_repeats``).
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        num_initial: int = 10,
+        mse_threshold: float = 0.5,
+        max_explore: int = 20,
+        acquisition: Acquisition = "ei",
+        ucb_beta: float = 4.0,
+        refit_fraction: float = 0.1,
+        warping: Warping = "rank",
+        pool_random: int = 1000,
+        pool_top: int = 10,
+        pool_mutations: int = 500,
+        enumerate_limit: int = ENUMERATE_LIMIT,
+        num_threads: int | None = 1,
+        learn_lengthscale: bool = False,
+        linear_mean: bool = True,
+        nb201_grouping: Grouping = "type",
+        method: FitMethod = "marginal",
+        fit_maxiter: int = 200,
+        **kwargs: Any,
+    ) -> None:
+        if acquisition not in ("ei", "ucb", "mean"):
+            raise ValueError(f"acquisition must be 'ei', 'ucb' or 'mean', got {acquisition!r}")
+        if warping not in ("none", "rank"):
+            raise ValueError(f"warping must be 'none' or 'rank', got {warping!r}")
+        if num_initial < 2:
+            raise ValueError(f"num_initial must be >= 2 (the GP needs data), got {num_initial}")
+        if not refit_fraction >= 0:
+            raise ValueError(f"refit_fraction must be >= 0, got {refit_fraction}")
+        super().__init__(space, **kwargs)
+        self.num_initial = int(num_initial)
+        self.mse_threshold = float(mse_threshold)
+        self.max_explore = int(max_explore)
+        self.acquisition = acquisition
+        self.ucb_beta = float(ucb_beta)
+        self.refit_fraction = float(refit_fraction)
+        self.warping = warping
+        self.pool_random = int(pool_random)
+        self.pool_top = int(pool_top)
+        self.pool_mutations = int(pool_mutations)
+        self.num_threads = num_threads
+        self.model = GPNASModel(
+            space, learn_lengthscale=learn_lengthscale, linear_mean=linear_mean,
+            nb201_grouping=nb201_grouping, method=method, fit_maxiter=fit_maxiter,
+        )
+        self.exploring = True
+        self.num_explored = 0
+        self.switched_at: tuple[int, float] | None = None  # (observations, expected MSE) at the switch
+        self.last_expected_mse: float | None = None
+        self._fit_n = 0  # observations at the last hyperparameter fit
+        self._model_n = -1  # observations the current GP is conditioned on
+        # whole-space candidates of small finite spaces
+        self._enumerated = space.size is not None and space.size <= enumerate_limit
+        self._all_archs: list[Architecture] | None = None
+        self._all_index: dict[Architecture, int] | None = None
+        self._all_X: Tensor | None = None
+        self._cross: Tensor | None = None  # K(all candidates, observed), columns in observation order
+        self._cross_version = -1
+
+    # ------------------------------------------------------------- model
+    def _targets(self) -> np.ndarray:
+        scores = np.array([self.score(o.value) for o in self.observations], dtype=float)
+        if self.warping == "rank" and len(scores) > 1:
+            from scipy.special import ndtri
+            from scipy.stats import rankdata
+
+            return ndtri((rankdata(scores) - 0.5) / len(scores))
+        return scores
+
+    def _refresh_model(self) -> GPNASModel:
+        """The GP on every observation; hyperparameters refit on the schedule."""
+        n = len(self.observations)
+        if n == self._model_n and self.model.gp is not None:
+            return self.model
+        due = max(1, math.ceil(self.refit_fraction * self._fit_n))
+        refit = self.model.gp is None and self.model._hyper is None or n - self._fit_n >= due
+        self.model.fit([o.arch for o in self.observations], self._targets(), refit=refit)
+        if refit:
+            self._fit_n = n
+        self._model_n = n
+        return self.model
+
+    def predict(self, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted GP-NAS prediction (mean, variance) for ``archs``.
+
+        In the objective's units with ``warping="none"``; in normal-score units
+        (larger is better) with ``warping="rank"``.
+        """
+        if len(self.observations) < 2:
+            raise ValueError("GPNAS.predict needs at least 2 observations")
+        with _torch_threads(self.num_threads):
+            mean, variance = self._refresh_model().predict(archs)
+        if self.warping == "none" and self.mode == "min":
+            mean = -mean
+        return mean, variance
+
+    # -------------------------------------------------------- candidates
+    def _candidates(self, model: GPNASModel) -> tuple[list[Architecture], Tensor, Tensor | None]:
+        """Unseen candidates, their encodings and ``K(candidates, observed)`` when it is cached."""
+        if self._enumerated:
+            if self._all_archs is None:
+                self._all_archs = list(self.space.enumerate())
+                self._all_index = {a: i for i, a in enumerate(self._all_archs)}
+                self._all_X = model.encode(self._all_archs)
+            keep = torch.ones(len(self._all_archs), dtype=torch.bool)
+            if not self.allow_repeats:
+                seen = [self._all_index[a] for a in self._seen if a in self._all_index]
+                keep[torch.tensor(seen, dtype=torch.long)] = False
+            rows = keep.nonzero().squeeze(-1)
+            cross = self._whole_space_cross(model).index_select(0, rows)
+            return [self._all_archs[i] for i in rows.tolist()], self._all_X.index_select(0, rows), cross
+        pool: dict[Architecture, None] = {}
+        ranked = sorted(self.observations, key=lambda o: self.score(o.value), reverse=True)
+        top = [o.arch for o in ranked[: self.pool_top]]
+        for arch in top:
+            for neighbour in self.space.neighbours(arch):
+                pool[neighbour] = None
+        for _ in range(self.pool_mutations if top else 0):
+            parent = top[int(self.rng.integers(len(top)))]
+            pool[self.space.mutate(self.space.mutate(parent, self.rng), self.rng)] = None
+        for _ in range(self.pool_random):
+            pool[self.space.sample(self.rng)] = None
+        archs = [a for a in pool if not self.is_seen(a)]
+        return archs, model.encode(archs), None
+
+    def _whole_space_cross(self, model: GPNASModel) -> Tensor:
+        """``K(every architecture, observed)``: recomputed after a refit, else extended by new columns."""
+        if self._cross_version != model.version or (
+            self._cross is not None and self._cross.shape[-1] > model.num_train
+        ):
+            self._cross, self._cross_version = None, model.version
+        done = 0 if self._cross is None else self._cross.shape[-1]
+        if done < model.num_train:
+            with torch.no_grad():
+                extra = model.gp.covar_module(self._all_X, model.train_X[done:]).to_dense()
+            self._cross = extra if self._cross is None else torch.cat([self._cross, extra], dim=-1)
+        return self._cross
+
+    # ----------------------------------------------------------- propose
+    def propose(self) -> Architecture:
+        values = {o.value for o in self.observations}
+        if self.num_suggested < self.num_initial or len(values) < 2:
+            return self.space.sample(self.rng)
+        with _torch_threads(self.num_threads):
+            return self._propose_with_model()
+
+    def _propose_with_model(self) -> Architecture:
+        model = self._refresh_model()
+        archs, X, cross = self._candidates(model)
+        if not archs:
+            return self.space.sample(self.rng)  # the base falls back to a random unseen one
+        fantasy = model.condition_on_pending(list(self.pending.values()))
+        mean, variance, _ = fantasy.mean_variance(X, cross)
+        if self.exploring:
+            self.last_expected_mse = float(variance.mean())
+            if self.last_expected_mse < self.mse_threshold or self.num_explored >= self.max_explore:
+                self.exploring = False
+                self.switched_at = (len(self.observations), self.last_expected_mse)
+        scores = self._acquire(fantasy, X, mean, variance)
+        if self.exploring:
+            self.num_explored += 1
+        return archs[int(torch.argmax(scores))]
+
+    def _acquire(self, model: GPNASModel, X: Tensor, mean: Tensor, variance: Tensor) -> Tensor:
+        """BoTorch acquisition values of the candidates (q = 1) from the computed posterior."""
+        fixed = _FixedPosterior(X, mean, variance)
+        if self.exploring:
+            function = PosteriorStandardDeviation(fixed)
+        elif self.acquisition == "ei":
+            observed, _, _ = model.mean_variance(model.train_X, with_variance=False)
+            function = LogExpectedImprovement(fixed, best_f=observed.max())
+        elif self.acquisition == "ucb":
+            function = UpperConfidenceBound(fixed, beta=self.ucb_beta)
+        else:
+            function = PosteriorMean(fixed)
+        with torch.no_grad():
+            return function(X.unsqueeze(-2))
+
+    # -------------------------------------------------------- save/restore
+    def extra_state(self) -> dict[str, Any]:
+        hyper = self.model._hyper
+        return {
+            "hyper": None if hyper is None else {k: v.tolist() for k, v in hyper.items()},
+            "fit_n": self._fit_n,
+            "version": self.model.version,
+            "exploring": self.exploring,
+            "num_explored": self.num_explored,
+            "switched_at": None if self.switched_at is None else list(self.switched_at),
+            "last_expected_mse": self.last_expected_mse,
+        }
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        hyper = state.get("hyper")
+        self.model._hyper = (
+            None if hyper is None else {k: torch.tensor(v, dtype=DTYPE) for k, v in hyper.items()}
+        )
+        self.model.version = int(state.get("version", 0)) + 1  # invalidates kernel caches
+        self.model.gp = None
+        self._fit_n = int(state.get("fit_n", 0))
+        self._model_n = -1
+        self.exploring = bool(state.get("exploring", True))
+        self.num_explored = int(state.get("num_explored", 0))
+        switched = state.get("switched_at")
+        self.switched_at = None if switched is None else (int(switched[0]), float(switched[1]))
+        self.last_expected_mse = state.get("last_expected_mse")
+        self._cross, self._cross_version = None, -1
+
+
+class _FixedPosterior(Model):
+    """A BoTorch model answering ``posterior`` for one fixed set of points (q = 1) from a computed posterior.
+
+    The GP posterior over thousands of candidates is computed once
+    (:meth:`GPNASModel.mean_variance`, linear in their number); analytic
+    acquisition functions then read its marginals through this adapter.
+    """
+
+    _num_outputs = 1
+
+    def __init__(self, X: Tensor, mean: Tensor, variance: Tensor) -> None:
+        super().__init__()
+        self._X, self._mean, self._variance = X, mean, variance
+
+    @property
+    def num_outputs(self) -> int:
+        return 1
+
+    def posterior(self, X: Tensor, output_indices=None, observation_noise=False, posterior_transform=None, **kwargs):
+        if X.shape[-2] != 1 or not torch.equal(X.squeeze(-2), self._X):
+            raise ValueError("_FixedPosterior only answers for the candidates it was built with (q = 1)")
+        mvn = MultivariateNormal(self._mean.unsqueeze(-1), DiagLinearOperator(self._variance.unsqueeze(-1)))
+        return GPyTorchPosterior(mvn)
+
+
+@contextlib.contextmanager
+def _torch_threads(num_threads: int | None) -> Iterator[None]:
+    if not num_threads:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(num_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+__all__ = ["ENUMERATE_LIMIT", "GPNAS"]

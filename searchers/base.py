@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from ray.tune.search import Searcher
 
 from raynas.architecture import Architecture
 from raynas.search.base import ArchitectureSearch, SearchStateError
+from raynas.spaces.base import SearchSpace
 
 SAVE_FORMAT = "raynas-searcher/1"
 #: Config key holding the 0-based index of a suggestion within its search.
@@ -33,22 +34,60 @@ class RaynasSearcher(Searcher):
     the order the searcher chose them); Tune merges the constant entries of
     ``param_space`` (e.g. training settings) into them.
 
+    Each method's searcher is a subclass that names its Ray-free class in
+    :attr:`search_class`; its options are that class's keyword arguments, passed
+    through unchanged, so the settings are declared (and documented) once::
+
+        BONASSearcher(space, metric="val_acc", mode="max", seed=0, pool_size=500)
+
     Args:
-        search: the Ray-free search method.
+        space_or_search: the search space (the subclass builds its
+            :attr:`search_class` on it), or a ready :class:`ArchitectureSearch`.
         metric: result key to optimise; may instead come from ``TuneConfig``
             (Tune passes it on only when ``param_space`` is non-empty).
         mode: ``"max"`` or ``"min"``, likewise.
+        **options: keyword arguments of :attr:`search_class` (``seed``,
+            ``points_to_evaluate``, ``allow_repeats`` and the method's own).
     """
+
+    #: The Ray-free search class that subclasses run.
+    search_class: ClassVar[type[ArchitectureSearch] | None] = None
 
     def __init__(
         self,
-        search: ArchitectureSearch,
+        space_or_search: SearchSpace | ArchitectureSearch,
         metric: str | None = None,
         mode: str | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(metric=metric, mode=mode)
-        if not isinstance(search, ArchitectureSearch):
-            raise TypeError(f"search must be an ArchitectureSearch, got {type(search).__name__}")
+        if isinstance(space_or_search, ArchitectureSearch):
+            if options:
+                raise TypeError(
+                    f"{type(self).__name__}: options {sorted(options)} apply only when building "
+                    "the search from a space, not to a ready ArchitectureSearch"
+                )
+            search = space_or_search
+        elif isinstance(space_or_search, SearchSpace):
+            if self.search_class is None:
+                raise TypeError(
+                    f"{type(self).__name__} has no search method: pass an ArchitectureSearch, "
+                    "or use a searcher class such as RandomSearcher"
+                )
+            try:
+                search = self.search_class(space_or_search, mode=mode, **options)
+            except TypeError as error:
+                if "unexpected keyword argument" not in str(error):
+                    raise
+                raise TypeError(  # an unknown option: say which searcher and where its options are
+                    f"{type(self).__name__}: {error}; its options are the keyword arguments of "
+                    f"{self.search_class.__module__}.{self.search_class.__name__}"
+                ) from error
+        else:
+            raise TypeError(
+                f"{type(self).__name__} needs a SearchSpace or an ArchitectureSearch, "
+                f"got {type(space_or_search).__name__}"
+            )
         # Not named ``searcher``: Tune treats objects with that attribute as wrappers.
         self.search = search
         if mode is not None:
@@ -58,6 +97,17 @@ class RaynasSearcher(Searcher):
     @property
     def space(self):
         return self.search.space
+
+    def predict(self, archs: Any) -> Any:
+        """The method's surrogate prediction ``(mean, variance)`` for ``archs``.
+
+        Available for model-based methods (``search_class`` with a ``predict``,
+        e.g. BONAS and GP-NAS); see that method for the units.
+        """
+        predict = getattr(self.search, "predict", None)
+        if predict is None:
+            raise AttributeError(f"{type(self).__name__} ({type(self.search).__name__}) has no surrogate model to predict with")
+        return predict(archs)
 
     # ------------------------------------------------------------- settings
     def set_search_properties(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
 
 from raynas.search.bonas import BONAS
 from raynas.searchers.base import RaynasSearcher
-from raynas.spaces.base import SearchSpace
 
 
 class BONASSearcher(RaynasSearcher):
@@ -54,56 +52,4 @@ class BONASSearcher(RaynasSearcher):
             num_threads, low_fidelity, pretrained: see :class:`~raynas.search.bonas.BONAS`.
     """
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        metric: str | None = None,
-        mode: str | None = None,
-        *,
-        seed: int | None = 0,
-        points_to_evaluate: Sequence[Any] | None = None,
-        allow_repeats: bool = False,
-        num_initial: int = 10,
-        pool_size: int = 1000,
-        retrain_every: int = 10,
-        population_size: int = 20,
-        tournament_size: int = 5,
-        multi_edit_probability: float = 0.5,
-        max_edits: int = 3,
-        random_fraction: float = 0.0,
-        warm_start: bool = False,
-        epochs: int = 200,
-        warm_steps: int = 50,
-        hidden: int = 64,
-        layers: int = 2,
-        head_hidden: int = 64,
-        lr: float = 1e-2,
-        batch_size: int = 128,
-        prune: bool = True,
-        bidirectional: bool = True,
-        normalization: str = "rank",
-        num_threads: int | None = 1,
-        low_fidelity: str = "use",
-        population: str = "aging",
-        skip_equivalent: bool = False,
-        amortize_training: bool = True,
-        amortize_above: int = 50,
-        explore_probability: float = 0.1,
-        pretrained: Any = None,
-    ) -> None:
-        search = BONAS(
-            space, mode=mode, seed=seed, points_to_evaluate=points_to_evaluate,  # type: ignore[arg-type]
-            allow_repeats=allow_repeats, num_initial=num_initial, pool_size=pool_size,
-            retrain_every=retrain_every, population_size=population_size,
-            tournament_size=tournament_size, multi_edit_probability=multi_edit_probability,
-            max_edits=max_edits, random_fraction=random_fraction, warm_start=warm_start,
-            epochs=epochs, warm_steps=warm_steps, hidden=hidden, layers=layers,
-            head_hidden=head_hidden, lr=lr, batch_size=batch_size, prune=prune,
-            normalization=normalization, bidirectional=bidirectional,
-            num_threads=num_threads, low_fidelity=low_fidelity,  # type: ignore[arg-type]
-            population=population, skip_equivalent=skip_equivalent,
-            amortize_training=amortize_training, amortize_above=amortize_above,
-            explore_probability=explore_probability,
-            pretrained=pretrained,
-        )
-        super().__init__(search, metric=metric, mode=mode)
+    search_class = BONAS

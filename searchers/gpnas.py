@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
 
 from raynas.search.gpnas import GPNAS
 from raynas.searchers.base import RaynasSearcher
-from raynas.spaces.base import SearchSpace
 
 
 class GPNASSearcher(RaynasSearcher):
@@ -74,28 +72,4 @@ class GPNASSearcher(RaynasSearcher):
         >>> searcher = GPNASSearcher(NB201Space(), metric="val_acc", mode="max", seed=0)
     """
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        metric: str | None = None,
-        mode: str | None = None,
-        *,
-        seed: int | None = 0,
-        points_to_evaluate: Sequence[Any] | None = None,
-        allow_repeats: bool = False,
-        num_initial: int = 10,
-        mse_threshold: float = 0.5,
-        max_explore: int = 20,
-        acquisition: str = "ei",
-        **kwargs: Any,
-    ) -> None:
-        search = GPNAS(
-            space, mode=mode, seed=seed, points_to_evaluate=points_to_evaluate,  # type: ignore[arg-type]
-            allow_repeats=allow_repeats, num_initial=num_initial, mse_threshold=mse_threshold,
-            max_explore=max_explore, acquisition=acquisition, **kwargs,  # type: ignore[arg-type]
-        )
-        super().__init__(search, metric=metric, mode=mode)
-
-    def predict(self, archs):
-        """The fitted GP-NAS prediction ``(mean, variance)`` (see :meth:`GPNAS.predict`)."""
-        return self.search.predict(archs)
+    search_class = GPNAS

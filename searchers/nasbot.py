@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
 
 from raynas.search.nasbot import NASBOT
 from raynas.searchers.base import RaynasSearcher
-from raynas.spaces.base import SearchSpace
 
 
 class NASBOTSearcher(RaynasSearcher):
@@ -55,30 +53,4 @@ class NASBOTSearcher(RaynasSearcher):
         >>> searcher = NASBOTSearcher(NB201Space(), metric="val_acc", mode="max", seed=0)
     """
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        metric: str | None = None,
-        mode: str | None = None,
-        *,
-        seed: int | None = 0,
-        points_to_evaluate: Sequence[Any] | None = None,
-        allow_repeats: bool = False,
-        acquisition: str = "ucb",
-        num_init: int = 10,
-        ucb_dim: float = 3.0,
-        refit_every: int = 10,
-        ea_generations: int = 3,
-        ea_parents: int = 10,
-        ea_elite: int = 3,
-        ea_children: int = 30,
-        ea_random: int = 10,
-        nu_str: float | None = None,
-    ) -> None:
-        search = NASBOT(
-            space, acquisition=acquisition, num_init=num_init, ucb_dim=ucb_dim,  # type: ignore[arg-type]
-            refit_every=refit_every, ea_generations=ea_generations, ea_parents=ea_parents,
-            ea_elite=ea_elite, ea_children=ea_children, ea_random=ea_random, nu_str=nu_str, mode=mode,  # type: ignore[arg-type]
-            seed=seed, points_to_evaluate=points_to_evaluate, allow_repeats=allow_repeats,
-        )
-        super().__init__(search, metric=metric, mode=mode)
+    search_class = NASBOT

@@ -400,6 +400,22 @@ class BONAS(ArchitectureSearch):
         with torch.no_grad():
             return acq(phi.unsqueeze(-2))
 
+    def predict(self, archs: Sequence[Architecture]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted ``(mean, variance)`` of the metric of ``archs``, in its units.
+
+        The GCN + BLR brought up to date with every observation so far; for
+        ``mode="min"`` the mean is the metric itself (not its negation).
+        """
+        data, scores, _ = self.training_data()
+        if len(data) < 2 or max(scores) == min(scores):
+            raise ValueError(
+                f"BONAS.predict needs at least 2 observations with different values, got {len(data)}"
+            )
+        with self.predictor.threads():
+            self._update_model(data, scores)
+        mean, variance = self.predictor.predict(list(archs))
+        return (-mean if self.mode == "min" else mean), variance
+
     # ------------------------------------------------------------ save/restore
     def extra_state(self) -> dict[str, Any]:
         return {

@@ -190,18 +190,27 @@ class GPNAS(ArchitectureSearch):
         return self.model
 
     def predict(self, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray]:
-        """The fitted GP-NAS prediction (mean, variance) for ``archs``.
+        """The fitted GP-NAS prediction ``(mean, variance)`` for ``archs``, in the metric's units.
 
-        In the objective's units with ``warping="none"``; in normal-score units
-        (larger is better) with ``warping="rank"``.
+        With ``warping="rank"`` the GP models normal scores; the mean is mapped
+        back through the observed values' empirical quantiles (so it stays
+        within the observed range) and the variance by the slope of that map
+        (delta method).
         """
         if len(self.observations) < 2:
             raise ValueError("GPNAS.predict needs at least 2 observations")
         with _torch_threads(self.num_threads):
             mean, variance = self._refresh_model().predict(archs)
-        if self.warping == "none" and self.mode == "min":
-            mean = -mean
-        return mean, variance
+        mean, variance = np.asarray(mean, dtype=float), np.asarray(variance, dtype=float)
+        if self.warping == "rank":
+            from scipy.special import ndtri
+
+            scores = np.sort([self.score(o.value) for o in self.observations])
+            grid = ndtri((np.arange(1, len(scores) + 1) - 0.5) / len(scores))
+            segment = np.clip(np.searchsorted(grid, mean), 1, len(grid) - 1)
+            slope = (scores[segment] - scores[segment - 1]) / (grid[segment] - grid[segment - 1])
+            mean, variance = np.interp(mean, grid, scores), variance * slope**2
+        return (-mean if self.mode == "min" else mean), variance
 
     # -------------------------------------------------------- candidates
     def _candidates(self, model: GPNASModel) -> tuple[list[Architecture], Tensor, Tensor | None]:

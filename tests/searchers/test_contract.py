@@ -114,3 +114,39 @@ def test_add_evaluated_point_feeds_history():
 def test_unknown_searcher_name():
     with pytest.raises(ValueError, match="unknown searcher 'bogus'; choose from"):
         make_searcher("bogus", NB201Space())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unknown_option_names_the_searcher_and_the_option(name):
+    from raynas.searchers import searcher_class
+
+    with pytest.raises(TypeError, match=rf"{searcher_class(name).__name__}.*no_such_option"):
+        make_searcher(name, NB201Space(), metric="acc", mode="max", no_such_option=1)
+
+
+def test_options_are_refused_next_to_a_ready_search():
+    from raynas.search import RandomSearch
+    from raynas.searchers import RandomSearcher
+
+    with pytest.raises(TypeError, match="ready ArchitectureSearch"):
+        RandomSearcher(RandomSearch(NB201Space()), metric="acc", mode="max", seed=3)
+    assert RandomSearcher(RandomSearch(NB201Space(), seed=3), metric="acc", mode="max").search.seed == 3
+
+
+@pytest.mark.parametrize("name", ["bonas", "gpnas"])
+def test_model_searchers_predict_in_the_metric_units(name):
+    """After some minimised observations, predictions order a good and a bad cell correctly."""
+    space = NB201Space()
+    searcher = make_searcher(name, space, metric="loss", mode="min", seed=0, num_initial=12)
+    for k in range(16):
+        config = searcher.suggest(f"t{k}")
+        searcher.on_trial_complete(f"t{k}", {"loss": -value(Architecture.from_config(config))})
+    good, bad = space.make(("nor_conv_3x3",) * 6), space.make(("none",) * 6)
+    mean, variance = searcher.predict([good, bad])
+    assert float(mean[0]) < float(mean[1])  # a lower loss predicted for the all-conv cell
+    assert all(float(v) >= 0 for v in variance)
+
+
+def test_baselines_have_no_model_to_predict_with():
+    with pytest.raises(AttributeError, match="no surrogate model"):
+        make_searcher("random", NB201Space(), metric="acc", mode="max").predict([])

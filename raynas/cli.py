@@ -23,13 +23,13 @@ def _search_parser(sub: argparse._SubParsersAction) -> None:
         "search",
         help="run an architecture search with Ray Tune (local Ray, or the cluster in RAY_ADDRESS)",
         description="Run an architecture search with Ray Tune. Without --benchmark, trials train the "
-        "cell network of --space (nb201, nb101) on --dataset: scikit-learn's digits by default (offline, "
+        "network of --space (nb201, nb101, macro_cnn, macro_mlp, mobilenet) on --dataset: scikit-learn's digits by default (offline, "
         "CPU), or CIFAR-10/100 from --data-dir (fetched only with --download), on GPUs with "
         "--gpus-per-trial; with --benchmark, they answer from the table.",
     )
     p.add_argument("--searcher", default="regevo", help=f"searcher name ({SEARCHER_NAMES}); default regevo")
     p.add_argument("--space", default="nb201",
-                   help="search space name; default nb201 (real training: nb201 or nb101)")
+                   help="search space name; default nb201 (real training: nb201, nb101, macro_cnn, macro_mlp, mobilenet)")
     p.add_argument("--benchmark", metavar="CSV", help="tabular benchmark CSV to answer trials from")
     p.add_argument("--objective", metavar="COL", help="objective column of --benchmark")
     p.add_argument("--test-metric", metavar="COL", help="test metric column of --benchmark (reported only)")

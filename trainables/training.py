@@ -1,7 +1,8 @@
 """Real training of an architecture's network on images, one epoch per ``step()``.
 
 :class:`ImageTrainable` trains the network of any space with a model builder
-(``nb201``, ``nb101``; see :func:`raynas.models.build_model`) on
+(``nb201``, ``nb101``, ``macro_cnn``, ``macro_mlp``, ``mobilenet``; see
+:func:`raynas.models.build_model`) on
 
 * ``digits`` (default): scikit-learn's 8x8 digits, offline, held in memory (seconds per trial on a CPU);
 * ``cifar10`` / ``cifar100``: torchvision's CIFAR from ``data_dir`` with the standard augmentation
@@ -56,6 +57,7 @@ IMAGE_DEFAULTS: dict[str, Any] = {
     "space": None,  # from the architecture
     "channels": None,
     "cells_per_stage": None,
+    "width_mult": None,  # macro_cnn, macro_mlp, mobilenet
     "epochs": None,
     "lr": None,
     "batch_size": None,
@@ -80,16 +82,26 @@ def recipe_defaults(space: str, dataset: str) -> dict[str, Any]:
     """Network size and training recipe of a (space, data set) pair.
 
     ``digits`` is CPU-sized (NB201: C=8, one cell per stage, 10 epochs, the
-    main job's setting). CIFAR and ``fake`` use the published sizes and
-    budgets: NB201 C=16, N=5, 200 epochs; NB101 128 channels, 3 cells per
-    stack, 108 epochs; lr 0.1 and batch 256 (NB201's recipe).
+    main job's setting; the macro CNN and MobileNet at a quarter of their
+    widths). CIFAR and ``fake`` use the published sizes and budgets: NB201
+    C=16, N=5, 200 epochs; NB101 128 channels, 3 cells per stack, 108 epochs;
+    the macro and MobileNet spaces at full width for 200 epochs (our choice:
+    their papers train on other data); lr 0.1 and batch 256 (NB201's recipe).
     """
+    if space not in MODEL_SIZE_KEYS:
+        raise ValueError(f"no training recipe for space {space!r}; real training supports {sorted(MODEL_SIZE_KEYS)}")
     if dataset == "digits":
-        size = {"nb201": {"channels": 8, "cells_per_stage": 1}, "nb101": {"channels": 16, "cells_per_stage": 1}}
+        size = {
+            "nb201": {"channels": 8, "cells_per_stage": 1}, "nb101": {"channels": 16, "cells_per_stage": 1},
+            "macro_cnn": {"width_mult": 0.25}, "macro_mlp": {"width_mult": 1.0}, "mobilenet": {"width_mult": 0.25},
+        }
         return {**size[space], "epochs": 10, "lr": 0.05, "batch_size": 64, "val_fraction": 0.2}
-    size = {"nb201": {"channels": 16, "cells_per_stage": 5}, "nb101": {"channels": 128, "cells_per_stage": 3}}
+    size = {
+        "nb201": {"channels": 16, "cells_per_stage": 5}, "nb101": {"channels": 128, "cells_per_stage": 3},
+        "macro_cnn": {"width_mult": 1.0}, "macro_mlp": {"width_mult": 1.0}, "mobilenet": {"width_mult": 1.0},
+    }
     epochs = {"nb201": 200, "nb101": 108}
-    return {**size[space], "epochs": epochs[space], "lr": 0.1, "batch_size": 256, "val_fraction": 0.1}
+    return {**size[space], "epochs": epochs.get(space, 200), "lr": 0.1, "batch_size": 256, "val_fraction": 0.1}
 
 
 def _positive_int(name: str, key: str, value: Any, allow_zero: bool = False) -> int:
@@ -109,8 +121,22 @@ def _read_settings(name: str, config: dict[str, Any], space: str, dataset: str) 
     for key, default in IMAGE_DEFAULTS.items():
         value = config.get(key, default)
         settings[key] = recipe.get(key) if value is None and key in recipe else value
-    for key in ("channels", "cells_per_stage", "epochs", "batch_size", "fake_size"):
+    for key in ("epochs", "batch_size", "fake_size"):
         settings[key] = _positive_int(name, key, settings[key])
+    accepted = MODEL_SIZE_KEYS[space]
+    for key in ("channels", "cells_per_stage", "width_mult"):
+        if key not in accepted:
+            if config.get(key) is not None:
+                takes = [k for k in ("channels", "cells_per_stage", "width_mult") if k in accepted]
+                raise ValueError(f"{name}: config[{key!r}] does not apply to space {space!r}; it takes {takes}")
+            settings.pop(key)
+        elif key == "width_mult":
+            value = settings[key]
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+                raise ValueError(f"{name}: config['width_mult'] must be a positive number, got {value!r}")
+            settings[key] = float(value)
+        else:
+            settings[key] = _positive_int(name, key, settings[key])
     for key in ("num_workers", "num_threads"):
         if settings[key] is not None:
             settings[key] = _positive_int(name, key, settings[key], allow_zero=key == "num_workers")
@@ -231,9 +257,11 @@ class ImageTrainable(tune.Trainable):
         self._load_data(settings)
 
         torch.manual_seed(settings["seed"])
+        size = {k: settings[k] for k in ("channels", "cells_per_stage", "width_mult") if k in settings}
+        if "input_size" in MODEL_SIZE_KEYS[space.name]:
+            size["input_size"] = self.input_shape[-1]  # from the data, not the config
         self.model = build_model(
-            space, arch, num_classes=self.info_num_classes, in_channels=self.input_shape[0],
-            channels=settings["channels"], cells_per_stage=settings["cells_per_stage"],
+            space, arch, num_classes=self.info_num_classes, in_channels=self.input_shape[0], **size,
         ).to(self.device)
         self.memory_format = torch.channels_last if settings["channels_last"] else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)

@@ -313,3 +313,22 @@ def test_gpu_request_without_gpus_fails_fast(ray_session, tmp_path):
     with pytest.raises(ValueError, match="lower --cpus-per-trial"):
         check_cluster_resources(SearchSpec(cpus_per_trial=64, storage=str(tmp_path), name="c"))
     assert time.time() - started < 15
+
+
+@pytest.mark.parametrize("space_name", ["macro_cnn", "macro_mlp", "mobilenet"])
+def test_chain_and_block_spaces_train_on_digits_with_their_size_keys(space_name):
+    import numpy as np
+
+    from raynas.registry import make_space
+    from raynas.trainables import ImageTrainable
+
+    space = make_space(space_name)
+    arch = space.sample(np.random.default_rng(3))
+    trainable = ImageTrainable(config={**arch.to_config(), "epochs": 1, "width_mult": 0.25, "num_threads": 1})
+    result = trainable.train()
+    assert 0.0 <= result["val_acc"] <= 100.0 and result["params"] > 0 and result["flops"] > 0
+    assert trainable.settings["width_mult"] == 0.25 and "channels" not in trainable.settings
+    with pytest.raises(ValueError, match=r"config\['channels'\] does not apply to space"):
+        ImageTrainable(config={**arch.to_config(), "channels": 8})
+    with pytest.raises(ValueError, match="width_mult"):
+        ImageTrainable(config={**arch.to_config(), "width_mult": -1})

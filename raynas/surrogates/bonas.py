@@ -169,6 +169,21 @@ def exponential_weighted_loss(prediction: Tensor, target: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------- BLR
+class BLRModel(SingleTaskGP):
+    """The BLR of :func:`blr_model`: a ``SingleTaskGP`` whose posterior is, by default,
+    the predictive distribution of an *observation*, ``φᵀS_Nφ + 1/β`` (paper eq. 5).
+
+    BONAS scores EI with that variance; BoTorch's analytic acquisitions ask
+    for the posterior without the noise flag, so the default is flipped here.
+    ``posterior(X, observation_noise=False)`` gives the latent ``φᵀS_Nφ``.
+    """
+
+    def posterior(self, X: Tensor, output_indices: Any = None, observation_noise: Any = True,
+                  posterior_transform: Any = None, **kwargs: Any) -> Any:
+        return super().posterior(X, output_indices=output_indices, observation_noise=observation_noise,
+                                 posterior_transform=posterior_transform, **kwargs)
+
+
 def blr_model(
     phi: Tensor,
     t: Tensor,
@@ -176,7 +191,7 @@ def blr_model(
     fit: bool = True,
     start: Mapping[str, Tensor] | None = None,
     maxiter: int = 100,
-) -> SingleTaskGP:
+) -> BLRModel:
     """Bayesian linear regression on features ``φ``, as a BoTorch model (paper §3.2, eqs. 4-5).
 
     BLR with prior ``w ~ N(0, α⁻¹ I)`` and noise ``N(0, β⁻¹)`` is, with ``w``
@@ -189,7 +204,8 @@ def blr_model(
     constant mean fixed at the targets' mean (BLR on centred targets), and "α
     and β by maximising the marginal likelihood" is :func:`botorch.fit.fit_gpytorch_mll` on the exact
     marginal likelihood (no priors: evidence maximisation, not MAP). BoTorch's
-    EI, fantasies and conditioning then apply unchanged. With ``N`` up to a
+    EI, fantasies and conditioning then apply unchanged (:class:`BLRModel` makes
+    the predictive variance of eq. 5 the default posterior). With ``N`` up to a
     few hundred the ``N x N`` solve costs about as much as the weight-space
     ``M x M`` one.
 
@@ -205,7 +221,7 @@ def blr_model(
         raise ValueError(f"need phi [N, M] and t [N] with N >= 1, got {tuple(phi.shape)} and {tuple(t.shape)}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # BoTorch's input-scaling advice does not apply to embeddings
-        model = SingleTaskGP(
+        model = BLRModel(
             phi, y, covar_module=LinearKernel(), mean_module=ConstantMean(),
             likelihood=GaussianLikelihood(noise_constraint=GreaterThan(1e-8)), outcome_transform=None,
         ).to(torch.float64)

@@ -179,7 +179,7 @@ def test_blr_posterior_matches_the_closed_form():
     query = torch.tensor(np.random.default_rng(1).normal(size=(7, phi.shape[1])))
     with torch.no_grad():
         predictive = blr.posterior(query, observation_noise=True)
-        latent = blr.posterior(query)
+        latent = blr.posterior(query, observation_noise=False)
     np.testing.assert_allclose(predictive.mean.reshape(-1).numpy(), query.numpy() @ m_N + t.mean(), rtol=1e-7)
     closed = np.einsum("ij,jk,ik->i", query.numpy(), S_N, query.numpy())
     np.testing.assert_allclose(predictive.variance.reshape(-1).numpy(), closed + 1 / beta, rtol=1e-6)

@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     _search_parser(sub)
     _analyze_parser(sub)
     _bench_parser(sub)
+    from raynas.compress import add_compress_parser  # imports neither torch nor Ray
+
+    add_compress_parser(sub)
     return parser
 
 
@@ -187,7 +190,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"search": cmd_search, "analyze": cmd_analyze, "bench": cmd_bench}
+def cmd_compress(args: argparse.Namespace) -> int:
+    from raynas.compress import cmd_compress as run_compress
+
+    return run_compress(args)
+
+
+COMMANDS = {"search": cmd_search, "analyze": cmd_analyze, "bench": cmd_bench, "compress": cmd_compress}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

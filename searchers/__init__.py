@@ -20,6 +20,7 @@ SEARCHERS: dict[str, type[RaynasSearcher] | str] = {
     "nasbot": "raynas.searchers.nasbot:NASBOTSearcher",
     "gpnas": "raynas.searchers.gpnas:GPNASSearcher",
     "bonas": "raynas.searchers.bonas:BONASSearcher",
+    "esnac": "raynas.searchers.esnac:ESNACSearcher",  # compression spaces of a teacher only
 }
 
 

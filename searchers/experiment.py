@@ -88,6 +88,8 @@ class SearchSpec:
             raise ValueError(f"gpus_per_trial above 1 must be a whole number, got {self.gpus_per_trial}")
         if self.wait_for_gpus < 0:
             raise ValueError(f"wait_for_gpus must be >= 0 seconds, got {self.wait_for_gpus}")
+        if self.searcher == "esnac":
+            raise ValueError("the esnac searcher compresses a teacher network: use `raynas compress`, not `raynas search`")
         self.storage = os.path.abspath(self.storage)
         if self.benchmark is not None:
             self.benchmark = os.path.abspath(self.benchmark)

@@ -36,6 +36,9 @@ class NASBOTSearcher(RaynasSearcher):
     * Kernel matrices: ``exp(−βd)`` of OTMANN is not PSD (measured); the
       training covariance is projected onto the PSD cone (clipped
       eigenvalues), a correction the paper mentions; cross-covariances stay raw.
+    * Outcomes are rank-warped to normal scores before the GP sees them
+      (``warping="rank"``, as GP-NAS here): NAS objectives are heavy-tailed and
+      the raw-value GP spent its fit on the failures; ``warping="none"`` is the paper.
     * Distance scales: ``d`` and ``d̄`` are divided by their median among the
       training points before ``β``, ``β̄`` apply (a reparametrisation that
       makes one initial value fit every space; the model class is unchanged).

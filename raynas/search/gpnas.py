@@ -30,6 +30,7 @@ from raynas.kernels.grouped import Grouping
 from raynas.search.base import ArchitectureSearch
 from raynas.spaces.base import SearchSpace
 from raynas.surrogates.gpnas import DTYPE, FitMethod, GPNASModel
+from raynas.surrogates.warping import from_normal_scores, normal_scores
 
 Acquisition = Literal["ei", "ucb", "mean"]
 Warping = Literal["none", "rank"]
@@ -170,10 +171,7 @@ class GPNAS(ArchitectureSearch):
     def _targets(self) -> np.ndarray:
         scores = np.array([self.score(o.value) for o in self.observations], dtype=float)
         if self.warping == "rank" and len(scores) > 1:
-            from scipy.special import ndtri
-            from scipy.stats import rankdata
-
-            return ndtri((rankdata(scores) - 0.5) / len(scores))
+            return normal_scores(scores)
         return scores
 
     def _refresh_model(self) -> GPNASModel:
@@ -203,13 +201,7 @@ class GPNAS(ArchitectureSearch):
             mean, variance = self._refresh_model().predict(archs)
         mean, variance = np.asarray(mean, dtype=float), np.asarray(variance, dtype=float)
         if self.warping == "rank":
-            from scipy.special import ndtri
-
-            scores = np.sort([self.score(o.value) for o in self.observations])
-            grid = ndtri((np.arange(1, len(scores) + 1) - 0.5) / len(scores))
-            segment = np.clip(np.searchsorted(grid, mean), 1, len(grid) - 1)
-            slope = (scores[segment] - scores[segment - 1]) / (grid[segment] - grid[segment - 1])
-            mean, variance = np.interp(mean, grid, scores), variance * slope**2
+            mean, variance = from_normal_scores(mean, variance, [self.score(o.value) for o in self.observations])
         return (-mean if self.mode == "min" else mean), variance
 
     # -------------------------------------------------------- candidates

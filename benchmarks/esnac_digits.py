@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                 sum(run["best"]["params"] <= 0.3 * teacher_params and run["best"]["val_acc"] >= teacher_acc - 2.0
                     for run in runs),
             "students_meeting_30pct_2pt": len(small_good),
-            "suggest_seconds_mean": statistics.mean(run["suggest_seconds"] for run in runs),
+            "searcher_seconds_per_seed": statistics.mean(run["suggest_seconds"] for run in runs),
         }
     overall = max((run["best"] for run in report["runs"]["esnac"]), key=lambda r: r["objective"])
     summary["esnac_beats_random_in_mean_best_f"] = summary["esnac"]["best_f_mean"] > summary["random"]["best_f_mean"]

@@ -62,7 +62,9 @@ def _search_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wait-for-gpus", type=float, default=0.0, metavar="SECONDS",
                    help="on an autoscaling cluster, wait this long for nodes with the trial's GPUs/CPUs "
                    "before failing; default 0")
-    p.add_argument("--storage", default="raynas_results", help="experiment storage directory")
+    p.add_argument("--storage", default="raynas_results",
+                   help="where experiments are kept: a directory (on a cluster, mounted on every node) "
+                   "or a URI Ray Tune writes to (s3://bucket/path, gs://..., file:///...)")
     p.add_argument("--name", help="experiment name (default: searcher, source and time)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true",
@@ -129,12 +131,13 @@ def _stop_gracefully_on_sigterm() -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from raynas.searchers.experiment import SearchSpec, check_data, init_ray, latest_experiment, run_search
+    from raynas.searchers.experiment import (
+        SearchSpec, check_data, init_ray, is_uri, join_location, latest_experiment, run_search,
+    )
 
     if args.resume:
-        directory = (
-            os.path.join(os.path.abspath(args.storage), args.name) if args.name else latest_experiment(args.storage)
-        )
+        storage = args.storage if is_uri(args.storage) else os.path.abspath(args.storage)
+        directory = join_location(storage, args.name) if args.name else latest_experiment(args.storage)
         spec = SearchSpec.load(directory)
         print(f"resuming {directory}")
     else:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import posixpath
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -90,7 +92,8 @@ class SearchSpec:
             raise ValueError(f"wait_for_gpus must be >= 0 seconds, got {self.wait_for_gpus}")
         if self.searcher == "esnac":
             raise ValueError("the esnac searcher compresses a teacher network: use `raynas compress`, not `raynas search`")
-        self.storage = os.path.abspath(self.storage)
+        if not is_uri(self.storage):
+            self.storage = os.path.abspath(self.storage)
         if self.benchmark is not None:
             self.benchmark = os.path.abspath(self.benchmark)
         if self.data_dir is not None:
@@ -102,29 +105,53 @@ class SearchSpec:
 
     @property
     def experiment_dir(self) -> str:
-        return os.path.join(self.storage, str(self.name))
+        return join_location(self.storage, str(self.name))
 
     def save(self) -> None:
-        os.makedirs(self.experiment_dir, exist_ok=True)
-        with open(os.path.join(self.experiment_dir, SPEC_FILE), "w") as handle:
-            json.dump(dataclasses.asdict(self), handle, indent=2)
+        fs, path = filesystem(self.experiment_dir)
+        fs.create_dir(path, recursive=True)
+        with fs.open_output_stream(posixpath.join(path, SPEC_FILE)) as out:
+            out.write(json.dumps(dataclasses.asdict(self), indent=2).encode())
 
     @classmethod
     def load(cls, experiment_dir: str) -> "SearchSpec":
-        path = os.path.join(experiment_dir, SPEC_FILE)
-        if not os.path.exists(path):
+        import pyarrow.fs
+
+        fs, path = filesystem(experiment_dir)
+        spec_path = posixpath.join(path, SPEC_FILE)
+        if fs.get_file_info(spec_path).type != pyarrow.fs.FileType.File:
             raise FileNotFoundError(
                 f"{experiment_dir!r} is not a raynas experiment (no {SPEC_FILE}); "
                 "pass the directory printed by 'raynas search'"
             )
-        with open(path) as handle:
-            data = json.load(handle)
+        with fs.open_input_stream(spec_path) as handle:
+            data = json.loads(handle.read().decode())
         known = {f.name for f in dataclasses.fields(cls)}
         data = {k: v for k, v in data.items() if k in known}
         # The directory may have moved since (copied from a cluster, say): trust where it is now.
-        experiment_dir = os.path.abspath(experiment_dir)
-        data["storage"], data["name"] = os.path.dirname(experiment_dir), os.path.basename(experiment_dir)
+        location = experiment_dir.rstrip("/") if is_uri(experiment_dir) else os.path.abspath(experiment_dir)
+        storage, _, name = location.rpartition("/") if is_uri(location) else (
+            os.path.dirname(location), "", os.path.basename(location))
+        data["storage"], data["name"] = storage, name
         return cls(**data)
+
+
+def is_uri(location: str) -> bool:
+    """``s3://bucket/x``, ``gs://...``, ``file:///...``: storage that Ray Tune reaches through pyarrow."""
+    return "://" in str(location)
+
+
+def join_location(base: str, *parts: str) -> str:
+    return posixpath.join(base, *parts) if is_uri(base) else os.path.join(base, *parts)
+
+
+def filesystem(location: str):
+    """``(pyarrow FileSystem, path)`` of a local path or a URI (the file systems Ray Tune uses)."""
+    import pyarrow.fs
+
+    if is_uri(location):
+        return pyarrow.fs.FileSystem.from_uri(location)
+    return pyarrow.fs.LocalFileSystem(), os.path.abspath(location)
 
 
 @dataclass
@@ -324,16 +351,22 @@ def restore_tuner(experiment_dir: str) -> tuple[tune.Tuner, SearchSpec, Experime
 
 
 def latest_experiment(storage: str) -> str:
-    """The most recently modified raynas experiment directory under ``storage``."""
-    storage = os.path.abspath(storage)
-    candidates = [
-        os.path.join(storage, d)
-        for d in (os.listdir(storage) if os.path.isdir(storage) else [])
-        if os.path.exists(os.path.join(storage, d, SPEC_FILE))
-    ]
-    if not candidates:
+    """The raynas experiment under ``storage`` (a path or URI) whose settings were written last."""
+    import pyarrow.fs
+
+    fs, root = filesystem(storage)
+    if not is_uri(storage):
+        storage = root
+    specs = []
+    if fs.get_file_info(root).type == pyarrow.fs.FileType.Directory:
+        for entry in fs.get_file_info(pyarrow.fs.FileSelector(root)):
+            if entry.type == pyarrow.fs.FileType.Directory:
+                info = fs.get_file_info(posixpath.join(entry.path, SPEC_FILE))
+                if info.type == pyarrow.fs.FileType.File:
+                    specs.append((info.mtime_ns or 0, entry.base_name))
+    if not specs:
         raise FileNotFoundError(f"no raynas experiment to resume under {storage!r}")
-    return max(candidates, key=os.path.getmtime)
+    return join_location(storage, max(specs)[1])
 
 
 def init_ray(num_cpus: int | None = None) -> None:
@@ -350,7 +383,24 @@ def init_ray(num_cpus: int | None = None) -> None:
 def report(results: tune.ResultGrid, spec: SearchSpec, metric: str, mode: str) -> dict[str, object]:
     """Write ``results.csv`` and ``best_so_far.png`` into the experiment directory; return the summary."""
     frame = results.get_dataframe()
-    return write_report(frame, metric, mode, spec.experiment_dir, title=f"{spec.searcher} on {spec.name}")  # type: ignore[arg-type]
+    title = f"{spec.searcher} on {spec.name}"
+    if not is_uri(spec.experiment_dir):
+        return write_report(frame, metric, mode, spec.experiment_dir, title=title)  # type: ignore[arg-type]
+    return _report_to_uri(frame, metric, mode, spec.experiment_dir, title)
+
+
+def _report_to_uri(frame, metric: str, mode: str, experiment_dir: str, title: str) -> dict[str, object]:
+    """Write the report locally, then copy it next to Tune's files in remote storage."""
+    import pyarrow.fs
+
+    fs, path = filesystem(experiment_dir)
+    with tempfile.TemporaryDirectory() as local:
+        summary = write_report(frame, metric, mode, local, title=title)  # type: ignore[arg-type]
+        pyarrow.fs.copy_files(local, path, destination_filesystem=fs)
+    for key in ("results_csv", "plot"):
+        if summary.get(key):
+            summary[key] = join_location(experiment_dir, os.path.basename(str(summary[key])))
+    return summary
 
 
 def run_search(spec: SearchSpec, resume: bool = False, verbose: bool = True) -> tuple[tune.ResultGrid, dict]:
@@ -378,7 +428,8 @@ def load_results(experiment_dir: str) -> tuple[tune.ResultGrid, SearchSpec, str,
     """Reload a finished or interrupted experiment as a ``ResultGrid`` (no trainable needed)."""
     from ray.tune import ExperimentAnalysis, ResultGrid
 
-    experiment_dir = os.path.abspath(experiment_dir)
+    if not is_uri(experiment_dir):
+        experiment_dir = os.path.abspath(experiment_dir)
     spec = SearchSpec.load(experiment_dir)
     metric = spec.objective if spec.benchmark is not None else "val_acc"
     analysis = ExperimentAnalysis(experiment_dir, default_metric=metric, default_mode=spec.mode)

@@ -121,3 +121,22 @@ def test_cli_search_interrupted_then_resumed(synthetic_nb201_csv, tmp_path):
     assert table["trial_id"].is_unique and table["config/arch"].is_unique
     assert table["val_200"].notna().all()
     assert (experiment / "best_so_far.png").stat().st_size > 0
+
+
+def test_search_in_uri_storage_reports_resumes_and_reloads(ray_session, synthetic_nb201_csv, tmp_path):
+    """``--storage`` may be a URI (s3://, gs://, ...): exercised with file://, through the same pyarrow path."""
+    from raynas.searchers.experiment import SearchSpec, latest_experiment, load_results, run_search
+
+    uri = f"file://{tmp_path}/store"
+    spec = SearchSpec(searcher="random", benchmark=str(synthetic_nb201_csv), objective="val_200",
+                      num_samples=4, max_concurrent=2, scheduler="none", storage=uri, name="remote")
+    assert spec.storage == uri and spec.experiment_dir == f"{uri}/remote"
+    results, summary = run_search(spec, verbose=False)
+    assert len(results) == 4 and summary["results_csv"] == f"{uri}/remote/results.csv"
+    assert (tmp_path / "store" / "remote" / "results.csv").exists()
+    assert (tmp_path / "store" / "remote" / "raynas.json").exists()
+    assert latest_experiment(uri) == f"{uri}/remote"
+    reloaded, loaded_spec, metric, mode = load_results(f"{uri}/remote")
+    assert len(reloaded) == 4 and loaded_spec.storage == uri and loaded_spec.name == "remote"
+    again, _ = run_search(loaded_spec, resume=True, verbose=False)  # a finished search resumes as done
+    assert len(again) == 4

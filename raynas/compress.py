@@ -6,10 +6,23 @@ sub-command, :func:`cmd_compress` runs it; :func:`main` runs it stand-alone
 :func:`cmd_compress` and torch only by the functions that use it, so the core
 stays importable without Ray and ``raynas --help`` stays fast.
 
-Teachers: ``--teacher digits-cnn`` (default: a small CNN with torchvision
-ResNet blocks, trained here on digits for ``--teacher-epochs``) or a path to a
-module saved with ``torch.save(model, path)`` (it must take ``1x8x8``
-digits images). Data: scikit-learn's digits (offline).
+Teachers (``--teacher``):
+
+* ``digits-cnn`` (default, ``--dataset digits`` only): a small CNN with torchvision
+  ResNet blocks, trained here on digits for ``--teacher-epochs`` (default 15);
+* a torchvision constructor name (:data:`TORCHVISION_TEACHERS`: ``resnet18``,
+  ``resnet34``, ``vgg11_bn``, ...) with ``num_classes`` from the data set, weights
+  from ``--teacher-weights PATH`` (a ``state_dict``; nothing is downloaded) and/or
+  trained here for ``--teacher-epochs N``. With ``--teacher-stem cifar`` (default)
+  the network is adapted to 32x32 images as usual in the CIFAR literature, see
+  :func:`torchvision_teacher`; ``imagenet`` keeps torchvision's layers as they are;
+* a path to a module saved with ``torch.save(model, path)`` for the data set's input shape.
+
+Data (``--dataset``): ``digits`` (scikit-learn, offline, 1x8x8), ``cifar10`` /
+``cifar100`` from ``--data-dir`` (fetched only with ``--download``) and ``fake``
+(CIFAR-shaped random images), all 3x32x32; the compression space takes its input
+shape from the data set. Trials get ``--cpus-per-trial`` / ``--gpus-per-trial``
+and train on CUDA with AMP when they have a GPU.
 """
 
 from __future__ import annotations
@@ -25,6 +38,16 @@ if TYPE_CHECKING:  # torch is imported by the functions, so that `raynas --help`
     from torch import nn
 
 DIGITS_SHAPE = (1, 8, 8)
+#: Input shape of the CIFAR-sized data sets (``cifar10``, ``cifar100``, ``fake``).
+CIFAR_SHAPE = (3, 32, 32)
+#: Values of ``--dataset``.
+COMPRESS_DATASETS = ("digits", "cifar10", "cifar100", "fake")
+#: torchvision constructors accepted by ``--teacher`` (the compression space reads ResNets and VGGs).
+TORCHVISION_TEACHERS = (
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+)
+_NUM_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "fake": 10}
 
 
 def digits_teacher(width: int = 32, seed: int = 0) -> nn.Module:
@@ -70,22 +93,144 @@ def train_teacher(model: nn.Module, data: Sequence[torch.Tensor], epochs: int = 
     return accuracy(model, x_val, y_val)
 
 
+def torchvision_teacher(name: str, num_classes: int, stem: str = "cifar", seed: int = 0) -> nn.Module:
+    """A torchvision ResNet or VGG (random weights) with ``num_classes`` outputs.
+
+    ``stem="cifar"`` makes the usual changes for 32x32 images (as in the CIFAR
+    versions of these networks, and ESNAC's ResNet-18 of 11.22M parameters on
+    CIFAR-100): ResNet's 7x7 stride-2 ``conv1`` becomes 3x3 stride 1 and its
+    stem max-pooling a 1x1 max-pooling (the identity: the compression space has no
+    ``nn.Identity``); VGG's 7x7 adaptive pooling becomes 1x1 and its three-layer
+    classifier one ``Linear(512, num_classes)``. ``stem="imagenet"`` keeps
+    torchvision's layers (ImageNet weights fit, but 32x32 inputs shrink to 1x1 early).
+    """
+    import torch
+    import torchvision
+    from torch import nn
+
+    if name not in TORCHVISION_TEACHERS:
+        raise ValueError(f"unknown torchvision teacher {name!r}; choose from {', '.join(TORCHVISION_TEACHERS)}")
+    if stem not in ("cifar", "imagenet"):
+        raise ValueError(f"teacher stem must be 'cifar' or 'imagenet', got {stem!r}")
+    torch.manual_seed(seed)
+    model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+    if stem == "cifar":
+        if name.startswith("resnet"):
+            model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            model.maxpool = nn.MaxPool2d(kernel_size=1, stride=1)
+        else:
+            model.avgpool = nn.AdaptiveAvgPool2d(1)
+            model.classifier = nn.Linear(512, num_classes)
+    return model
+
+
+def load_weights(model: nn.Module, path: str) -> nn.Module:
+    """Load a ``state_dict`` file into ``model`` (also ``{"state_dict": ...}`` / ``{"model": ...}`` and
+    DataParallel's ``module.`` prefixes); a clear error when it does not fit."""
+    import torch
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--teacher-weights {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state_dict")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"the weights in {path} do not fit the teacher (check --teacher, --teacher-stem and "
+                         f"the number of classes of --dataset): {exc}") from exc
+    return model
+
+
+def train_teacher_images(model: nn.Module, datasets: Any, epochs: int, lr: float = 0.1, batch_size: int = 128,
+                         seed: int = 0, device: str | None = None) -> float:
+    """Train ``model`` on augmented images with cross-entropy (SGD, Nesterov, cosine; AMP and
+    channels_last on CUDA); returns its validation accuracy (percent). Runs in the driver process."""
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader
+
+    from raynas.models.student import loader_accuracy
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cuda = dev.type == "cuda"
+    fmt = torch.channels_last if cuda else torch.contiguous_format
+    model.to(dev, memory_format=fmt)
+    generator = torch.Generator().manual_seed(seed)
+    workers = min(8, os.cpu_count() or 1) if cuda else 0
+    train = DataLoader(datasets.train, batch_size=batch_size, shuffle=True, generator=generator,
+                       num_workers=workers, pin_memory=cuda)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    scaler = torch.amp.GradScaler(dev.type, enabled=cuda)
+    for _ in range(epochs):
+        model.train()
+        for x, y in train:
+            if y.shape[0] < 2:
+                continue
+            x, y = x.to(dev, non_blocking=True).contiguous(memory_format=fmt), y.to(dev, non_blocking=True)
+            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=cuda):
+                loss = nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        scheduler.step()
+    val = DataLoader(datasets.val, batch_size=256, num_workers=workers, pin_memory=cuda)
+    acc = loader_accuracy(model, val, dev, cuda, fmt)
+    model.to("cpu", memory_format=torch.contiguous_format).eval()
+    return acc
+
+
 def add_compress_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``compress`` to the ``raynas`` sub-commands (returns its parser)."""
     p = subparsers.add_parser(
-        "compress", help="compress a teacher network with ESNAC on Ray Tune (digits, offline)",
+        "compress", help="compress a teacher network with ESNAC on Ray Tune (digits, CIFAR; CPUs or GPUs)",
         description="Search for a smaller student of --teacher by ESNAC (Cao et al., ICLR 2019): students are "
         "compressions of the teacher (layer removal, shrinkage, skips), trained by distillation; the objective "
-        "is f = r(2-r) A_student/A_teacher.",
+        "is f = r(2-r) A_student/A_teacher. See cluster/ESNAC.md for the CIFAR-100 / ResNet-18 recipe.",
     )
     p.add_argument("--teacher", default="digits-cnn",
-                   help="'digits-cnn' (trained here) or a path to a torch.save'd nn.Module for 1x8x8 inputs")
-    p.add_argument("--teacher-epochs", type=int, default=15, help="epochs to train digits-cnn; default 15")
+                   help="'digits-cnn' (trained here, digits only), a torchvision constructor "
+                   f"({', '.join(TORCHVISION_TEACHERS)}) or a path to a torch.save'd nn.Module for the "
+                   "data set's input shape")
+    p.add_argument("--teacher-weights", metavar="PATH",
+                   help="state_dict file for --teacher (a torchvision name or a saved module); nothing is downloaded")
+    p.add_argument("--teacher-stem", choices=("cifar", "imagenet"), default="cifar",
+                   help="torchvision teachers on 32x32 images: 'cifar' (default) uses a 3x3 stride-1 ResNet stem "
+                   "without max-pooling / a 512->classes VGG classifier; 'imagenet' keeps torchvision's layers")
+    p.add_argument("--teacher-epochs", type=int, default=None,
+                   help="epochs to train digits-cnn or a torchvision teacher here first (after loading "
+                   "--teacher-weights, if any; in the driver process, on its GPU if it has one); default 15 for "
+                   "digits-cnn without weights, 0 otherwise. Saved modules are used as they are")
+    p.add_argument("--save-teacher", metavar="FILE", help="write the teacher's state_dict here (after training)")
+    p.add_argument("--teacher-only", action="store_true",
+                   help="stop after loading/training the teacher (and --save-teacher): e.g. a first job that "
+                   "trains the teacher on a GPU node")
+    p.add_argument("--dataset", choices=COMPRESS_DATASETS, default="digits",
+                   help="default digits (offline, 1x8x8); cifar10/cifar100 from --data-dir; fake: CIFAR-shaped "
+                   "random images (tests, throughput)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="directory holding (or receiving, with --download) the CIFAR data; "
+                   "default $RAYNAS_DATA_DIR or ~/raynas_data on each node")
+    p.add_argument("--download", action="store_true",
+                   help="download a missing CIFAR data set into --data-dir (never done otherwise)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per student; default 1")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0,
+                   help="GPUs per student, fractions allowed (0.5: two students share a GPU); default 0 (CPU)")
     p.add_argument("--searcher", choices=("esnac", "random"), default="esnac")
     p.add_argument("--num-samples", type=int, default=40, help="students to train; default 40")
     p.add_argument("--max-concurrent", type=int, default=4, help="students trained at once; default 4")
     p.add_argument("--num-kernels", type=int, default=4, help="ESNAC's K; default 4")
     p.add_argument("--epochs", type=int, default=3, help="distillation epochs per student; default 3")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="distillation batch size; default 64 on digits, 128 on CIFAR-sized data")
+    p.add_argument("--lr", type=float, default=None, help="distillation learning rate; default 0.02 on digits, "
+                   "0.05 on CIFAR-sized data")
     p.add_argument("--scheduler", choices=("asha", "none"), default="asha")
     p.add_argument("--save-kernels", metavar="FILE", help="write ESNAC's learned kernels here (for transfer)")
     p.add_argument("--kernels", metavar="FILE", help="start ESNAC from kernels saved by --save-kernels")
@@ -96,39 +241,108 @@ def add_compress_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     return p
 
 
-def load_teacher(spec: str, epochs: int, data: Sequence[torch.Tensor], seed: int = 0) -> nn.Module:
-    """``digits-cnn`` (trained on ``data``) or a module loaded from a path."""
+def load_teacher(spec: str, epochs: int | None, data: Any, seed: int = 0, *, dataset: str = "digits",
+                 weights: str | None = None, stem: str = "cifar") -> nn.Module:
+    """The teacher of ``--teacher`` ``spec``: ``digits-cnn``, a torchvision name or a saved module.
+
+    ``data`` is what training needs: digits tensors, or (other data sets) a zero-argument
+    callable returning :class:`raynas.data.vision.ImageDatasets` (called only if the teacher is
+    trained here). Raises ValueError for an untrained torchvision teacher on CIFAR.
+    """
     import torch
     from torch import nn
 
+    images = dataset != "digits"
     if spec == "digits-cnn":
+        if images:
+            raise ValueError(f"teacher 'digits-cnn' is for --dataset digits; for {dataset} use a torchvision "
+                             f"teacher ({', '.join(TORCHVISION_TEACHERS[:2])}, ...) or a saved module")
         model = digits_teacher(seed=seed)
-        train_teacher(model, data, epochs=epochs, seed=seed)
+        if weights:
+            load_weights(model, weights)
+        epochs = (0 if weights else 15) if epochs is None else epochs
+        if epochs:
+            train_teacher(model, data, epochs=epochs, seed=seed)
         return model.eval()
-    if not os.path.exists(spec):
-        raise FileNotFoundError(f"teacher {spec!r} is neither 'digits-cnn' nor an existing file")
-    model = torch.load(spec, weights_only=False)
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"{spec} holds a {type(model).__name__}, not an nn.Module (save it with torch.save(model))")
+    if spec in TORCHVISION_TEACHERS:
+        if not images:
+            raise ValueError(f"torchvision teacher {spec!r} needs 3x32x32 images: pass --dataset cifar10, "
+                             "cifar100 or fake (or use --teacher digits-cnn on digits)")
+        model = torchvision_teacher(spec, _NUM_CLASSES[dataset], stem=stem, seed=seed)
+        if weights:
+            load_weights(model, weights)
+        elif not epochs and dataset != "fake":
+            raise ValueError(
+                f"teacher {spec!r} has no trained weights: compressing an untrained teacher makes no sense "
+                f"(ESNAC's objective divides by its accuracy). Pass --teacher-weights PATH (a state_dict of "
+                f"{spec} with --teacher-stem {stem} and {_NUM_CLASSES[dataset]} classes; nothing is downloaded) "
+                f"or --teacher-epochs N to train it here first (e.g. 200 on a GPU)"
+            )
+    else:
+        if not os.path.exists(spec):
+            raise FileNotFoundError(f"teacher {spec!r} is neither 'digits-cnn' nor an existing file, nor a "
+                                    f"torchvision name ({', '.join(TORCHVISION_TEACHERS)})")
+        model = torch.load(spec, weights_only=False, map_location="cpu")
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"{spec} holds a {type(model).__name__}, not an nn.Module "
+                             "(save it with torch.save(model))")
+        if weights:
+            load_weights(model, weights)
+        return model.eval()  # a saved module is used as it is (--teacher-epochs trains the other kinds)
+    if not weights and not epochs:
+        print(f"raynas compress: warning: teacher {spec!r} is untrained (random weights; fine for --dataset fake "
+              "smoke tests only)", file=sys.stderr)
+    if epochs:
+        acc = train_teacher_images(model, data(), epochs, seed=seed)
+        print(f"raynas compress: teacher trained for {epochs} epochs: {acc:.2f}% validation accuracy",
+              file=sys.stderr)
     return model.eval()
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    """Run ``raynas compress``: train/load the teacher, search on local Ray, print (and write) the best student."""
+    """Run ``raynas compress``: train/load the teacher, search on Ray, print (and write) the best student."""
+    import types
+
     import ray
+    import torch
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from raynas.data.digits import load_digits_split
     from raynas.searchers.base import RaynasSearcher
     from raynas.searchers.baselines import RandomSearcher
     from raynas.searchers.esnac import ESNACSearcher
+    from raynas.searchers.experiment import check_cluster_resources
     from raynas.spaces.compression import CompressionSpace
     from raynas.trainables.distill import DistillTrainable
 
-    data = tuple(load_digits_split(0.2, 0))
-    teacher = load_teacher(args.teacher, args.teacher_epochs, data, args.seed)
-    space = CompressionSpace(teacher, DIGITS_SHAPE)
+    dataset = getattr(args, "dataset", "digits")
+    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
+        raise ValueError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    data_dir = os.path.abspath(os.path.expanduser(args.data_dir)) if args.data_dir else None
+    data: Any
+    if dataset == "digits":
+        from raynas.data.digits import load_digits_split
+
+        data = tuple(load_digits_split(0.2, 0))
+    else:
+        from raynas.data.vision import check_dataset, load_image_datasets
+
+        if dataset != "fake" and not args.download and not os.environ.get("RAY_ADDRESS"):
+            check_dataset(dataset, data_dir, download=False)  # fail before any training on local Ray
+
+        def data() -> Any:
+            return load_image_datasets(dataset, data_dir, download=args.download, val_fraction=0.1,
+                                       split_seed=0, fake_size=1024)
+
+    teacher = load_teacher(args.teacher, args.teacher_epochs, data, args.seed, dataset=dataset,
+                           weights=args.teacher_weights, stem=args.teacher_stem)
+    if args.save_teacher:
+        torch.save(teacher.state_dict(), args.save_teacher)
+    if getattr(args, "teacher_only", False):
+        print(json.dumps({"teacher": args.teacher, "teacher_params": sum(p.numel() for p in teacher.parameters()),
+                          "saved": os.path.abspath(args.save_teacher) if args.save_teacher else None}, indent=2))
+        return 0
+    space = CompressionSpace(teacher, DIGITS_SHAPE if dataset == "digits" else CIFAR_SHAPE)
     searcher: RaynasSearcher
     if args.searcher == "esnac":
         searcher = ESNACSearcher(space, seed=args.seed, num_kernels=args.num_kernels, kernels=args.kernels)
@@ -136,11 +350,23 @@ def cmd_compress(args: argparse.Namespace) -> int:
         searcher = RandomSearcher(space, seed=args.seed)
     if not ray.is_initialized():
         ray.init(log_to_driver=False, configure_logging=False, include_dashboard=False)
+    check_cluster_resources(types.SimpleNamespace(cpus_per_trial=args.cpus_per_trial,
+                                                  gpus_per_trial=args.gpus_per_trial, wait_for_gpus=0.0))
     scheduler = (ASHAScheduler(max_t=args.epochs, grace_period=1, reduction_factor=3)
                  if args.scheduler == "asha" else None)
+    param_space: dict[str, Any] = {"epochs": args.epochs, "seed": args.seed}
+    if dataset != "digits":
+        param_space.update(dataset=dataset, data_dir=data_dir, download=bool(args.download),
+                           device="cuda" if args.gpus_per_trial > 0 else "auto")
+    for key in ("batch_size", "lr"):
+        if getattr(args, key, None) is not None:
+            param_space[key] = getattr(args, key)
+    trainable = tune.with_parameters(DistillTrainable, space=space)
+    if args.cpus_per_trial != 1.0 or args.gpus_per_trial:
+        trainable = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
     tuner = tune.Tuner(
-        tune.with_parameters(DistillTrainable, space=space),
-        param_space={"epochs": args.epochs, "seed": args.seed},
+        trainable,
+        param_space=param_space,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, metric="objective", mode="max",
                                     num_samples=args.num_samples, max_concurrent_trials=args.max_concurrent,
                                     reuse_actors=True),
@@ -153,7 +379,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         "student": best.metrics.get("arch_str"), "objective": best.metrics["objective"],
         "val_acc": best.metrics["val_acc"], "params": best.metrics["params"],
         "teacher_acc": best.metrics["teacher_acc"], "teacher_params": best.metrics["teacher_params"],
-        "experiment": results.experiment_path,
+        "dataset": dataset, "experiment": results.experiment_path,
     }
     if args.save_kernels and args.searcher == "esnac":
         try:

@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -213,6 +213,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 @torch.no_grad()
 def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """The model's logits on ``x`` in eval mode, by batches (the training mode is restored)."""
     was_training = model.training
     model.eval()
     out = torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
@@ -226,85 +227,200 @@ DISTILL_DEFAULTS: dict[str, Any] = {
     "temperature": 4.0, "alpha": 0.9, "seed": 0, "inherit": True,
 }
 
+#: Overrides of :data:`DISTILL_DEFAULTS` for CIFAR-sized data (``cifar10``, ``cifar100``, ``fake``): our
+#: choice, the usual CIFAR SGD setting for a short fine-tuning of an inherited student.
+IMAGE_DISTILL_DEFAULTS: dict[str, Any] = {"lr": 0.05, "batch_size": 128}
+
+
+@torch.no_grad()
+def loader_accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                    device: torch.device | str = "cpu", amp: bool = False,
+                    memory_format: torch.memory_format = torch.contiguous_format) -> float:
+    """Top-1 accuracy in percent over ``(x, y)`` batches (e.g. a ``DataLoader``), on ``device``, in eval mode."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    for x, y in batches:
+        x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        y = y.to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+            correct += (model(x).argmax(1) == y).sum()
+        seen += int(y.shape[0])
+    model.train(was_training)
+    return 100.0 * int(correct) / max(seen, 1)
+
+
+def _is_image_datasets(data: Any) -> bool:
+    return hasattr(data, "train") and hasattr(data, "val")
+
 
 class DistillationRun:
     """Train one student by distillation, one epoch per :meth:`step` (Ray-free).
 
     SGD with Nesterov momentum 0.9 and cosine annealing over ``epochs`` (the
-    repository's recipe); the teacher's logits on the training set are
-    computed once (no augmentation, so they never change).
+    repository's recipe). Two kinds of data:
+
+    * tensors ``(x_train, y_train, x_val, y_val)`` (digits): the teacher's
+      training-set logits are computed once (no augmentation, so they never change);
+    * an object with ``train`` and ``val`` datasets (:class:`raynas.data.vision.ImageDatasets`,
+      augmented training images): batches come from ``DataLoader`` s and the
+      teacher's logits are computed per batch (eval mode, ``no_grad``, same device),
+      since every epoch augments the inputs differently.
+
+    On CUDA, ``amp`` turns on ``torch.autocast`` (float16) with a ``GradScaler`` and
+    ``channels_last`` the channels-last memory format; on the CPU both change nothing
+    numerically, so CPU runs resume bit-identically from :meth:`state_dict`.
 
     Args:
         space: the compression space (holds the teacher).
         arch: the student architecture.
-        data: ``(x_train, y_train, x_val, y_val)`` tensors.
+        data: tensors or image datasets, see above.
         teacher_acc: the teacher's validation accuracy (percent); measured when ``None``.
-        teacher_logits: the teacher's training-set logits; computed when ``None``.
+        teacher_logits: the teacher's training-set logits (tensor data only); computed when ``None``.
+        device: where student (and teacher) run.
+        amp: mixed precision (only on CUDA; ignored on the CPU).
+        channels_last: channels-last tensors and weights.
+        num_workers: ``DataLoader`` worker processes (image data).
+        teacher: the teacher module to run on ``device`` (default ``space.teacher``; pass a
+            device copy to keep the space's teacher on the CPU).
         **settings: keys of :data:`DISTILL_DEFAULTS`.
     """
 
-    def __init__(self, space: CompressionSpace, arch: Architecture, data: Sequence[torch.Tensor],
-                 teacher_acc: float | None = None, teacher_logits: torch.Tensor | None = None,
-                 **settings: Any) -> None:
+    def __init__(self, space: CompressionSpace, arch: Architecture, data: Any,
+                 teacher_acc: float | None = None, teacher_logits: torch.Tensor | None = None, *,
+                 device: torch.device | str = "cpu", amp: bool = False, channels_last: bool = False,
+                 num_workers: int = 0, teacher: nn.Module | None = None, **settings: Any) -> None:
         unknown = set(settings) - set(DISTILL_DEFAULTS)
         if unknown:
             raise ValueError(f"unknown distillation settings {sorted(unknown)}; known: {sorted(DISTILL_DEFAULTS)}")
         self.settings = {**DISTILL_DEFAULTS, **settings}
         self.space, self.arch = space, arch
-        self.x_train, self.y_train, self.x_val, self.y_val = data
-        teacher = space.teacher.eval()
-        self.teacher_logits = logits_of(teacher, self.x_train) if teacher_logits is None else teacher_logits
-        self.teacher_acc = accuracy(teacher, self.x_val, self.y_val) if teacher_acc is None else float(teacher_acc)
-        self.teacher_params = count_parameters(teacher)
+        self.device = torch.device(device)
+        self.amp = bool(amp) and self.device.type == "cuda"
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.num_workers = int(num_workers)
+        self.teacher = (space.teacher if teacher is None else teacher).eval()
+        self.images = _is_image_datasets(data)
+        if self.images:
+            self.datasets = data
+        else:
+            self.x_train, self.y_train, self.x_val, self.y_val = (t.to(self.device) for t in data)
+            if self.x_train.dim() == 4:
+                self.x_train = self.x_train.contiguous(memory_format=self.memory_format)
+                self.x_val = self.x_val.contiguous(memory_format=self.memory_format)
+            self.teacher_logits = (logits_of(self.teacher, self.x_train) if teacher_logits is None
+                                   else teacher_logits.to(self.device))
+        if teacher_acc is None:
+            teacher_acc = self._accuracy(self.teacher)
+        self.teacher_acc = float(teacher_acc)
+        if self.teacher_acc <= 0:
+            raise ValueError("the teacher's validation accuracy is 0%: ESNAC's objective divides by it; "
+                             "train the teacher first (or load its trained weights)")
+        self.teacher_params = count_parameters(self.teacher)
         torch.manual_seed(int(self.settings["seed"]))
         self.model = build_student(space, arch, inherit=bool(self.settings["inherit"]))
         self.params = count_parameters(self.model)
+        self.model = self.model.to(self.device, memory_format=self.memory_format)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=float(self.settings["lr"]), momentum=0.9,
                                          nesterov=True, weight_decay=float(self.settings["weight_decay"]))
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=int(self.settings["epochs"]))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
         self.generator = torch.Generator().manual_seed(int(self.settings["seed"]))
         self.epoch = 0
 
+    # ------------------------------------------------------------------ batches
+    def _loader(self, train: bool) -> Any:
+        from torch.utils.data import DataLoader
+
+        batch = int(self.settings["batch_size"])
+        return DataLoader(
+            self.datasets.train if train else self.datasets.val,
+            batch_size=batch if train else max(batch, 256), shuffle=train,
+            generator=self.generator if train else None, num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,  # fresh workers seeded from self.generator: restores draw the same crops
+        )
+
+    def _train_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """``(x, y, teacher_logits or None)`` on the device, in this epoch's order."""
+        if not self.images:
+            order = torch.randperm(len(self.x_train), generator=self.generator)
+            batch = int(self.settings["batch_size"])
+            for i in range(0, len(order), batch):
+                idx = order[i : i + batch].to(self.device)
+                yield self.x_train[idx], self.y_train[idx], self.teacher_logits[idx]
+            return
+        for x, y in self._loader(train=True):
+            x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            yield x, y.to(self.device, non_blocking=True), None
+
+    def _accuracy(self, model: nn.Module) -> float:
+        if not self.images:
+            return accuracy(model, self.x_val, self.y_val)
+        return loader_accuracy(model, self._loader(train=False), self.device, self.amp, self.memory_format)
+
+    # ------------------------------------------------------------------ training
     def step(self) -> dict[str, Any]:
         """One epoch of distillation, then validation; the result dict of that epoch."""
         epochs = int(self.settings["epochs"])
         if self.epoch >= epochs:
             raise RuntimeError(f"all {epochs} epochs of {self.arch} were already trained")
         self.model.train()
-        order = torch.randperm(len(self.x_train), generator=self.generator)
-        batch, total, seen = int(self.settings["batch_size"]), 0.0, 0
-        for i in range(0, len(order), batch):
-            idx = order[i : i + batch]
-            loss = distillation_loss(self.model(self.x_train[idx]), self.teacher_logits[idx], self.y_train[idx],
-                                     float(self.settings["temperature"]), float(self.settings["alpha"]))
+        temperature, alpha = float(self.settings["temperature"]), float(self.settings["alpha"])
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        seen = 0
+        for x, y, soft in self._train_batches():
+            n = int(y.shape[0])
+            if self.images and n < 2:  # BatchNorm cannot train on a single example
+                continue
+            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+                if soft is None:
+                    with torch.no_grad():
+                        soft = self.teacher(x)
+                logits = self.model(x)
+            loss = distillation_loss(logits.float(), soft.float(), y, temperature, alpha)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += float(loss.detach()) * len(idx)
-            seen += len(idx)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            total += loss.detach().double() * n
+            seen += n
         self.scheduler.step()
         self.epoch += 1
-        acc = accuracy(self.model, self.x_val, self.y_val)
+        acc = self._accuracy(self.model)
         objective = compression_objective(acc, self.teacher_acc, self.params, self.teacher_params)
         return {
             "objective": objective.f, "val_acc": acc, "params": self.params, "teacher_params": self.teacher_params,
-            "teacher_acc": self.teacher_acc, "compression": objective.ratio, "train_loss": total / max(seen, 1),
+            "teacher_acc": self.teacher_acc, "compression": objective.ratio, "train_loss": float(total) / max(seen, 1),
             "epoch": self.epoch, "done": self.epoch >= epochs,
         }
 
+    # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        return {
+        """Model, optimiser, scheduler, AMP scaler, epoch and RNG states (batch order, torch CPU and CUDA)."""
+        state = {
             "arch": self.arch.to_json(), "epoch": self.epoch, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
         }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (tensors may come on any device)."""
         if state["arch"] != self.arch.to_json():
             raise ValueError(f"checkpoint is for {state['arch']}, not {self.arch.to_json()}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
         self.epoch = int(state["epoch"])

@@ -124,9 +124,8 @@ class BONAS(ArchitectureSearch):
     in use when complete (the network in use is therefore trained on data at
     most ``2 * retrain_every`` observations old; the BLR always has all data).
     Trainings on at most ``amortize_above`` observations (50) are cheap and run
-    at once, so the early models, which change most, are never stale (and a
-    concurrent search, whose first model may see only a few observations,
-    gets a better one 10 observations later). ``amortize_training=False``
+    at once, so the early models, which change most, are never stale.
+    ``amortize_training=False``
     trains at once, always, as the paper.
 
     Exploration. With probability ``explore_probability`` a suggestion is the

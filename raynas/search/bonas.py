@@ -92,10 +92,9 @@ def evolutionary_pool(
 class BONAS(ArchitectureSearch):
     """BONAS (Shi et al. 2020, Algorithm 1) on the Ray-free search lifecycle.
 
-    1. Suggestions are uniformly random until ``num_initial`` (10) results
-       are in; they count towards the budget. (Sequentially: the first 10
-       suggestions. With N workers up to N - 1 more, rather than a first
-       model trained on the few results back by then.)
+    1. The first ``num_initial`` suggestions (10) are uniformly random; they
+       count towards the budget. (Under concurrency the model takes over as
+       soon as two different values are in.)
     2. Then each :meth:`propose` draws a pool of ``pool_size`` (1,000) unseen
        candidates with the evolutionary sampler (:func:`evolutionary_pool`:
        population = the ``population_size`` most recent observations, aging
@@ -292,10 +291,7 @@ class BONAS(ArchitectureSearch):
 
     def _propose(self) -> Architecture:
         archs, scores, full = self.training_data()
-        # Random until num_initial results are in, not merely suggested: with N workers the
-        # first model would otherwise be trained on the few results back by suggestion
-        # num_initial + 1 (3 of 10 at N = 8) and steer the next ten suggestions.
-        if len(archs) < self.num_initial or len(archs) < 2 or max(scores) == min(scores):
+        if self.num_suggested < self.num_initial or len(archs) < 2 or max(scores) == min(scores):
             return self.random_unseen()  # type: ignore[return-value]
         timing = {}
         start = time.perf_counter()

@@ -44,6 +44,7 @@ from ray import tune
 
 from raynas.architecture import Architecture
 from raynas.models import MODEL_SIZE_KEYS, build_model, model_stats
+from raynas.models.checkpoint import load_training_state, training_state
 from raynas.registry import make_space
 from raynas.spaces.base import InvalidArchitectureError
 
@@ -408,15 +409,8 @@ class ImageTrainable(tune.Trainable):
             "arch": self.arch.to_json(),
             "dataset": self.settings["dataset"],
             "epoch": self.epoch,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            **training_state(self.model, self.optimizer, self.scheduler, self.scaler, self.generator, self.device),
         }
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         torch.save(state, os.path.join(checkpoint_dir, self.checkpoint_file))
         return None
 
@@ -440,15 +434,8 @@ class ImageTrainable(tune.Trainable):
                 f"{self._label}: checkpoint {path} was trained on {state['dataset']!r}, "
                 f"but this trial trains on {self.settings['dataset']!r}"
             )
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.generator.set_state(state["generator"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        load_training_state(state, self.model, self.optimizer, self.scheduler, self.scaler, self.generator,
+                            self.device)
         self.epoch = int(state["epoch"])
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:

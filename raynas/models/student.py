@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raynas.architecture import Architecture
+from raynas.models.checkpoint import load_training_state, training_state
 from raynas.models.nb201_net import count_parameters
 from raynas.spaces.compression import CompressionSpace
 
@@ -400,27 +401,13 @@ class DistillationRun:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Model, optimiser, scheduler, AMP scaler, epoch and RNG states (batch order, torch CPU and CUDA)."""
-        state = {
-            "arch": self.arch.to_json(), "epoch": self.epoch, "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-        }
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return state
+        return {"arch": self.arch.to_json(), "epoch": self.epoch, **training_state(
+            self.model, self.optimizer, self.scheduler, self.scaler, self.generator, self.device)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (tensors may come on any device)."""
         if state["arch"] != self.arch.to_json():
             raise ValueError(f"checkpoint is for {state['arch']}, not {self.arch.to_json()}")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.generator.set_state(state["generator"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        load_training_state(state, self.model, self.optimizer, self.scheduler, self.scaler, self.generator,
+                            self.device)
         self.epoch = int(state["epoch"])

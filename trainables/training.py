@@ -44,6 +44,7 @@ from ray import tune
 
 from raynas.architecture import Architecture
 from raynas.models import MODEL_SIZE_KEYS, build_model, model_stats
+from raynas.models.amp import scaled_step
 from raynas.models.checkpoint import load_training_state, training_state
 from raynas.registry import make_space
 from raynas.spaces.base import InvalidArchitectureError
@@ -356,10 +357,7 @@ class ImageTrainable(tune.Trainable):
                 continue
             with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
                 loss = F.cross_entropy(self.model(x), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            scaled_step(loss, self.optimizer, self.scaler)
             total += loss.detach().double() * n
             seen += n
         self.scheduler.step()

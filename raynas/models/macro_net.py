@@ -38,8 +38,6 @@ a chain; ``dup_path`` can make several).
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Sequence
 
 import torch
@@ -47,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raynas.architecture import Architecture
+from raynas.models.validation import positive_int, positive_number
 from raynas.spaces.base import INPUT_OP, OP_ATTR, OUTPUT_OP, SearchSpace
 from raynas.spaces.macro import CNN_CONV, CNN_POOL, MLP_HIDDEN, MLP_OUT, MacroSpace
 
@@ -54,20 +53,6 @@ from raynas.spaces.macro import CNN_CONV, CNN_POOL, MLP_HIDDEN, MLP_OUT, MacroSp
 def scaled_units(units: int, width_mult: float) -> int:
     """``units × width_mult``, rounded, at least 1 (``width_mult`` shrinks networks for tests and CPUs)."""
     return max(1, int(round(units * width_mult)))
-
-
-def _positive_number(owner: str, name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def _positive_int(owner: str, name: str, value: object) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _as_architecture(space: SearchSpace, arch: Architecture | Sequence[str] | str) -> Architecture:
@@ -162,10 +147,10 @@ class MacroNetwork(nn.Module):
             space = MacroSpace(kind)
         if not isinstance(space, MacroSpace):
             raise TypeError(f"{owner}: space must be a MacroSpace, got {type(space).__name__}")
-        num_classes = _positive_int(owner, "num_classes", num_classes)
-        in_channels = _positive_int(owner, "in_channels", in_channels)
-        input_size = _positive_int(owner, "input_size", input_size)
-        width_mult = _positive_number(owner, "width_mult", width_mult)
+        num_classes = positive_int(owner, "num_classes", num_classes)
+        in_channels = positive_int(owner, "in_channels", in_channels)
+        input_size = positive_int(owner, "input_size", input_size)
+        width_mult = positive_number(owner, "width_mult", width_mult)
         self.arch = _as_architecture(space, arch)
         self.kind = space.kind
         self.num_classes = num_classes

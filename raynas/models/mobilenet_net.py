@@ -42,7 +42,8 @@ from torchvision.models.mobilenetv3 import InvertedResidual, InvertedResidualCon
 from torchvision.ops import Conv2dNormActivation
 
 from raynas.architecture import Architecture
-from raynas.models.macro_net import _as_architecture, _positive_int, _positive_number
+from raynas.models.macro_net import _as_architecture
+from raynas.models.validation import positive_int, positive_number
 from raynas.spaces.mobilenet import MOBILENET_V3_BLOCKS, OPERATION_GROUPS, MobileNetSpace
 
 #: MobileNetV3-large's searchable bottlenecks: (input width, output width, activation, stride).
@@ -113,10 +114,10 @@ class MobileNetV3Network(nn.Module):
                 f"{owner}: builds MobileNetV3-large's {MOBILENET_V3_BLOCKS} searchable blocks, "
                 f"the space has {space.num_blocks}"
             )
-        num_classes = _positive_int(owner, "num_classes", num_classes)
-        in_channels = _positive_int(owner, "in_channels", in_channels)
-        input_size = _positive_int(owner, "input_size", input_size)
-        width_mult = _positive_number(owner, "width_mult", width_mult)
+        num_classes = positive_int(owner, "num_classes", num_classes)
+        in_channels = positive_int(owner, "in_channels", in_channels)
+        input_size = positive_int(owner, "input_size", input_size)
+        width_mult = positive_number(owner, "width_mult", width_mult)
         self.arch = _as_architecture(space, arch)
         keep = kept_downsamplings(input_size)
         strided = set(_DOWNSAMPLINGS[len(_DOWNSAMPLINGS) - keep:])

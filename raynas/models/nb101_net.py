@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from raynas.architecture import Architecture
+from raynas.models.validation import positive_int
 from raynas.spaces.nb101 import NB101Space
 
 
@@ -170,15 +171,11 @@ class NB101Network(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("channels", channels),
-            ("cells_per_stack", cells_per_stack),
-            ("num_stacks", num_stacks),
-            ("num_classes", num_classes),
-            ("in_channels", in_channels),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"NB101Network: {name} must be a positive integer, got {value!r}")
+        channels = positive_int("NB101Network", "channels", channels)
+        cells_per_stack = positive_int("NB101Network", "cells_per_stack", cells_per_stack)
+        num_stacks = positive_int("NB101Network", "num_stacks", num_stacks)
+        num_classes = positive_int("NB101Network", "num_classes", num_classes)
+        in_channels = positive_int("NB101Network", "in_channels", in_channels)
         self.arch = _as_architecture(arch)
         self.stem = ConvBNReLU(in_channels, channels, 3)
         layers: list[nn.Module] = []

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from raynas.architecture import Architecture
+from raynas.models.validation import positive_int
 from raynas.spaces.nb201 import NB201_EDGES, NB201Space
 
 
@@ -124,14 +125,10 @@ class NB201Network(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("channels", channels),
-            ("cells_per_stage", cells_per_stage),
-            ("num_classes", num_classes),
-            ("in_channels", in_channels),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"NB201Network: {name} must be a positive integer, got {value!r}")
+        channels = positive_int("NB201Network", "channels", channels)
+        cells_per_stage = positive_int("NB201Network", "cells_per_stage", cells_per_stage)
+        num_classes = positive_int("NB201Network", "num_classes", num_classes)
+        in_channels = positive_int("NB201Network", "in_channels", in_channels)
         self.arch = _as_architecture(arch)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, channels, kernel_size=3, padding=1, bias=False),

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raynas.architecture import Architecture
+from raynas.models.amp import scaled_step
 from raynas.models.checkpoint import load_training_state, training_state
 from raynas.models.nb201_net import count_parameters
 from raynas.spaces.compression import CompressionSpace
@@ -382,10 +383,7 @@ class DistillationRun:
                         soft = self.teacher(x)
                 logits = self.model(x)
             loss = distillation_loss(logits.float(), soft.float(), y, temperature, alpha)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            scaled_step(loss, self.optimizer, self.scaler)
             total += loss.detach().double() * n
             seen += n
         self.scheduler.step()

@@ -312,7 +312,9 @@ def test_stopped_job_resumes_without_losing_or_repeating_trials(cluster, working
     # cluster/runtime_env.yaml raises the grace period before SIGKILL from Ray's default 3 s.
     cluster.submit("raynas-first", working_dir, _search(
         "--num-samples", str(total), "--max-concurrent", "2", "--scheduler", "none",
-        "--seconds-per-epoch", "2.0", "--storage", str(store), "--name", name, "--seed", "3"))
+        # 4 s per trial: the 13+ trials still to run outlast `ray job stop`'s own start-up on a loaded
+        # machine (at 2 s the job once finished before the stop reached it)
+        "--seconds-per-epoch", "4.0", "--storage", str(store), "--name", name, "--seed", "3"))
     deadline = time.time() + 120
     while _finished_trial_dirs(experiment) < 3:
         assert cluster.status("raynas-first") in ("PENDING", "RUNNING"), cluster.logs("raynas-first")[-4000:]

@@ -18,6 +18,15 @@ from raynas.benchmarks.tabular import BenchmarkError
 SEARCHER_NAMES = "random, regevo, ..."
 
 
+def add_data_location_arguments(p: argparse.ArgumentParser) -> None:
+    """``--data-dir`` and ``--download``: where the image data sets live, for ``search`` and ``compress``."""
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="directory holding (or receiving, with --download) the CIFAR data; "
+                   "default $RAYNAS_DATA_DIR or ~/raynas_data on each node")
+    p.add_argument("--download", action="store_true",
+                   help="download a missing CIFAR data set into --data-dir (never done otherwise)")
+
+
 def _search_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search",
@@ -48,11 +57,7 @@ def _search_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", choices=("digits", "cifar10", "cifar100", "fake"), default="digits",
                    help="images to train on without --benchmark; default digits (offline); "
                    "fake: CIFAR-shaped random images (tests, throughput)")
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="directory holding (or receiving, with --download) the CIFAR data; "
-                   "default $RAYNAS_DATA_DIR or ~/raynas_data on each node")
-    p.add_argument("--download", action="store_true",
-                   help="download a missing CIFAR data set into --data-dir (never done otherwise)")
+    add_data_location_arguments(p)
     p.add_argument("--seconds-per-epoch", type=float, default=0.0,
                    help="simulated training time per epoch for benchmark trials")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)

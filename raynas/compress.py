@@ -188,6 +188,8 @@ def train_teacher_images(model: nn.Module, datasets: Any, epochs: int, lr: float
 
 def add_compress_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``compress`` to the ``raynas`` sub-commands (returns its parser)."""
+    from raynas.cli import add_data_location_arguments
+
     p = subparsers.add_parser(
         "compress", help="compress a teacher network with ESNAC on Ray Tune (digits, CIFAR; CPUs or GPUs)",
         description="Search for a smaller student of --teacher by ESNAC (Cao et al., ICLR 2019): students are "
@@ -214,11 +216,7 @@ def add_compress_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--dataset", choices=COMPRESS_DATASETS, default="digits",
                    help="default digits (offline, 1x8x8); cifar10/cifar100 from --data-dir; fake: CIFAR-shaped "
                    "random images (tests, throughput)")
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="directory holding (or receiving, with --download) the CIFAR data; "
-                   "default $RAYNAS_DATA_DIR or ~/raynas_data on each node")
-    p.add_argument("--download", action="store_true",
-                   help="download a missing CIFAR data set into --data-dir (never done otherwise)")
+    add_data_location_arguments(p)
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per student; default 1")
     p.add_argument("--gpus-per-trial", type=float, default=0.0,
                    help="GPUs per student, fractions allowed (0.5: two students share a GPU); default 0 (CPU)")

@@ -130,14 +130,21 @@ def run_bench(
     concurrency: int = 1,
     out: str | os.PathLike | None = None,
     progress: bool = True,
+    first_seed: int = 0,
 ) -> dict:
-    """Benchmark ``searchers`` on ``bench`` for seeds ``0..seeds-1``; optionally write JSON to ``out``.
+    """Benchmark ``searchers`` on ``bench`` for seeds ``first_seed .. first_seed + seeds - 1``.
+
+    Optionally writes JSON to ``out``. Disjoint ``first_seed`` ranges split one
+    measurement over several processes or machines; the per-seed lists in
+    each JSON (in seed order) concatenate to the whole run.
 
     ``searcher_cpu_seconds`` is the mean per seed of the process CPU time of
     one run (suggestions, result handling and the driver's table look-ups).
     """
     if seeds < 1 or max_queries < 1:
         raise ValueError(f"seeds and max_queries must be >= 1, got {seeds} and {max_queries}")
+    if first_seed < 0:
+        raise ValueError(f"first_seed must be >= 0, got {first_seed}")
     optimum_arch, optimum_value = bench.optimum
     report = {
         "table": bench.source,
@@ -147,13 +154,14 @@ def run_bench(
         "optimum": optimum_value,
         "optimum_arch": bench.space.describe(optimum_arch),
         "seeds": seeds,
+        "first_seed": first_seed,
         "max_queries": max_queries,
         "concurrency": concurrency,
         "searchers": {},
     }
     for name in searchers:
         records = []
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             records.append(run_one(bench, name, seed, max_queries, concurrency))
             if progress:
                 r = records[-1]

@@ -89,7 +89,9 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", default="nb201", help="space of the table's rows; default nb201")
     p.add_argument("--mode", choices=("max", "min"), default="max")
     p.add_argument("--searchers", default="random,regevo", help="comma-separated searcher names")
-    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--seeds", type=int, default=10, help="number of seeds; default 10")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="first seed (default 0): disjoint ranges split a measurement over processes")
     p.add_argument("--max-queries", type=int, default=1000)
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--out", default="bench.json", metavar="FILE.json")
@@ -189,7 +191,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown searcher(s) {unknown}; choose from {sorted(SEARCHERS)}")
     report = run_bench(bench, names, args.seeds, args.max_queries, args.concurrency, args.out,
-                       progress=not args.quiet)
+                       progress=not args.quiet, first_seed=args.first_seed)
     for name, block in report["searchers"].items():
         print(f"{name}: mean queries to optimum {block['mean_queries_to_optimum']:.1f} "
               f"(median {block['median_queries_to_optimum']:.0f}, found {block['found_fraction']:.0%}), "

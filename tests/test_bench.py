@@ -39,6 +39,19 @@ def test_json_schema_and_values(bench, tmp_path):
     assert on_disk["searchers"]["regevo"]["mean_queries_to_optimum"] < on_disk["searchers"]["random"]["mean_queries_to_optimum"]
 
 
+def test_seed_ranges_split_a_measurement(bench):
+    """Seeds 0-2 in one call equal seeds 0 and 1-2 in two calls with ``first_seed``."""
+    kwargs = dict(max_queries=300, concurrency=2, progress=False)
+    whole = run_bench(bench, ["regevo"], seeds=3, **kwargs)["searchers"]["regevo"]
+    head = run_bench(bench, ["regevo"], seeds=1, **kwargs)
+    tail = run_bench(bench, ["regevo"], seeds=2, first_seed=1, **kwargs)
+    assert tail["first_seed"] == 1
+    parts = head["searchers"]["regevo"]["queries_to_optimum"] + tail["searchers"]["regevo"]["queries_to_optimum"]
+    assert parts == whole["queries_to_optimum"]
+    with pytest.raises(ValueError, match="first_seed"):
+        run_bench(bench, ["regevo"], seeds=1, first_seed=-1, **kwargs)
+
+
 def test_queries_count_distinct_architectures_until_the_optimum(bench):
     record = run_one(bench, "random", seed=0, max_queries=15625)
     assert record.queries_to_optimum is not None

@@ -103,16 +103,22 @@ def run_one(
     return record
 
 
-def summarise(records: Sequence[RunRecord], max_queries: int) -> dict:
-    """The per-searcher block of the bench JSON."""
-    found = [r.queries_to_optimum for r in records]
+def _queries_summary(found: Sequence[int | None], max_queries: int) -> dict:
+    """Per-seed queries to the optimum and their mean, median and found fraction (misses count as ``max_queries``)."""
     capped = [q if q is not None else max_queries for q in found]
-    suggest = np.concatenate([r.suggest_seconds for r in records]) if records else np.array([])
     return {
-        "queries_to_optimum": found,
+        "queries_to_optimum": list(found),
         "mean_queries_to_optimum": float(np.mean(capped)),
         "median_queries_to_optimum": float(np.median(capped)),
         "found_fraction": float(np.mean([q is not None for q in found])),
+    }
+
+
+def summarise(records: Sequence[RunRecord], max_queries: int) -> dict:
+    """The per-searcher block of the bench JSON."""
+    suggest = np.concatenate([r.suggest_seconds for r in records]) if records else np.array([])
+    return {
+        **_queries_summary([r.queries_to_optimum for r in records], max_queries),
         "test_at": {str(k): _nanmean([r.test_at[k] for r in records]) for k in TEST_AT},
         "suggest_seconds": {
             "p50": float(np.percentile(suggest, 50)) if suggest.size else None,
@@ -171,6 +177,65 @@ def run_bench(
         if out is not None:  # write after each searcher so finished work is never lost
             write_json(report, out)
     return report
+
+
+#: Report fields that must agree for reports to be joined.
+_JOIN_KEYS = ("table", "objective", "test_metric", "mode", "optimum", "max_queries", "concurrency")
+
+
+def join_reports(reports: Sequence[dict]) -> dict:
+    """One report from reports of the same measurement over consecutive seed ranges.
+
+    The reports (``run_bench`` results or their JSON, ``first_seed`` set so
+    that their ranges tile one range) must agree on the table, objective,
+    metric, mode, budget, concurrency and searchers. Per-seed lists are
+    concatenated in seed order and the statistics recomputed from them; test
+    accuracies and CPU seconds are seed-weighted means of the parts.
+    Percentiles do not join: ``suggest_seconds`` holds the largest of the
+    parts' percentiles, an indication only.
+    """
+    if not reports:
+        raise ValueError("join_reports needs at least one report")
+    parts = sorted(reports, key=lambda r: r.get("first_seed", 0))
+    head = parts[0]
+    for part in parts[1:]:
+        for key in _JOIN_KEYS + ("searchers",):
+            mine = sorted(part[key]) if key == "searchers" else part[key]
+            theirs = sorted(head[key]) if key == "searchers" else head[key]
+            if mine != theirs:
+                raise ValueError(f"cannot join reports that differ in {key!r}: {theirs!r} vs {mine!r}")
+    next_seed = head.get("first_seed", 0)
+    for part in parts:
+        start = part.get("first_seed", 0)
+        if start != next_seed:
+            raise ValueError(
+                f"seed ranges must tile one range: expected a report starting at seed {next_seed}, "
+                f"got one starting at {start}"
+            )
+        next_seed = start + part["seeds"]
+    joined = {key: head[key] for key in head if key != "searchers"}
+    joined["seeds"] = next_seed - head.get("first_seed", 0)
+    joined["first_seed"] = head.get("first_seed", 0)
+    joined["searchers"] = {}
+    for name in head["searchers"]:
+        blocks = [part["searchers"][name] for part in parts]
+        weights = [part["seeds"] for part in parts]
+        found = [q for block in blocks for q in block["queries_to_optimum"]]
+        test_at = {}
+        for k in blocks[0]["test_at"]:
+            pairs = [(b["test_at"][k], w) for b, w in zip(blocks, weights) if b["test_at"].get(k) is not None]
+            test_at[k] = sum(v * w for v, w in pairs) / sum(w for _, w in pairs) if pairs else None
+        suggest = {}
+        for q in ("p50", "p95"):
+            values = [b["suggest_seconds"][q] for b in blocks if b["suggest_seconds"].get(q) is not None]
+            suggest[q] = max(values) if values else None
+        joined["searchers"][name] = {
+            **_queries_summary(found, head["max_queries"]),
+            "test_at": test_at,
+            "suggest_seconds": suggest,
+            "searcher_cpu_seconds": sum(b["searcher_cpu_seconds"] * w for b, w in zip(blocks, weights)) / sum(weights),
+        }
+    return joined
 
 
 def write_json(report: dict, path: str | os.PathLike) -> None:

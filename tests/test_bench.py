@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from raynas.bench import TEST_AT, run_bench, run_one
+from raynas.bench import TEST_AT, join_reports, run_bench, run_one
 from raynas.benchmarks import TabularBenchmark
 from raynas.cli import main
 
@@ -50,6 +50,18 @@ def test_seed_ranges_split_a_measurement(bench):
     assert parts == whole["queries_to_optimum"]
     with pytest.raises(ValueError, match="first_seed"):
         run_bench(bench, ["regevo"], seeds=1, first_seed=-1, **kwargs)
+
+    joined = join_reports([json.loads(json.dumps(tail)), head])  # any order, JSON or not
+    assert (joined["seeds"], joined["first_seed"]) == (3, 0)
+    block = joined["searchers"]["regevo"]
+    for key in ("queries_to_optimum", "mean_queries_to_optimum", "median_queries_to_optimum", "found_fraction"):
+        assert block[key] == pytest.approx(whole[key])
+    for k, value in whole["test_at"].items():
+        assert block["test_at"][k] == pytest.approx(value)
+    with pytest.raises(ValueError, match="tile one range.*seed 1"):
+        join_reports([head, {**tail, "first_seed": 2}])
+    with pytest.raises(ValueError, match="'concurrency'"):
+        join_reports([head, {**tail, "concurrency": 1}])
 
 
 def test_queries_count_distinct_architectures_until_the_optimum(bench):

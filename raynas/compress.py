@@ -232,7 +232,9 @@ def add_compress_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--scheduler", choices=("asha", "none"), default="asha")
     p.add_argument("--save-kernels", metavar="FILE", help="write ESNAC's learned kernels here (for transfer)")
     p.add_argument("--kernels", metavar="FILE", help="start ESNAC from kernels saved by --save-kernels")
-    p.add_argument("--storage", default="raynas_results")
+    p.add_argument("--storage", default="raynas_results",
+                   help="where trials are stored: a directory (shared by every node on a cluster) or a URI "
+                   "such as s3://bucket/path; default raynas_results")
     p.add_argument("--name", default=None, help="experiment name; default compress-<searcher>-<seed>")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", metavar="FILE.json", help="write the best student's summary here")
@@ -309,7 +311,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from raynas.searchers.base import RaynasSearcher
     from raynas.searchers.baselines import RandomSearcher
     from raynas.searchers.esnac import ESNACSearcher
-    from raynas.searchers.experiment import check_cluster_resources
+    from raynas.searchers.experiment import check_cluster_resources, is_uri
     from raynas.spaces.compression import CompressionSpace
     from raynas.trainables.distill import DistillTrainable
 
@@ -369,7 +371,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
                                     num_samples=args.num_samples, max_concurrent_trials=args.max_concurrent,
                                     reuse_actors=True),
         run_config=tune.RunConfig(name=args.name or f"compress-{args.searcher}-{args.seed}",
-                                  storage_path=os.path.abspath(args.storage), verbose=0),
+                                  storage_path=args.storage if is_uri(args.storage) else os.path.abspath(args.storage),
+                                  verbose=0),
     )
     results = tuner.fit()
     best = results.get_best_result(metric="objective", mode="max", scope="last")

@@ -44,11 +44,13 @@ def test_compress_end_to_end_on_local_ray(ray_session, tmp_path, capsys):
     out = tmp_path / "best.json"
     code = main([
         "--teacher-epochs", "1", "--num-samples", "3", "--max-concurrent", "3", "--epochs", "1",
-        "--num-kernels", "2", "--storage", str(tmp_path), "--out", str(out), "--save-kernels", str(tmp_path / "k.pt"),
-    ])
+        "--num-kernels", "2", "--storage", f"file://{tmp_path}/store", "--out", str(out),
+        "--save-kernels", str(tmp_path / "k.pt"),
+    ])  # a URI (s3://, gs://, ...) is passed to Tune as is: exercised with file://
     assert code == 0
     import json
 
     summary = json.loads(out.read_text())
     assert summary["params"] < summary["teacher_params"] and summary["objective"] is not None
     assert "compress-esnac-0" in summary["experiment"]
+    assert (tmp_path / "store" / "compress-esnac-0").is_dir()

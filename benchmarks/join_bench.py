@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from raynas.bench import join_reports, write_json
+from raynas.bench import join_reports, summary_line, write_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,10 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"join_bench: {error}", file=sys.stderr)
         return 2
     write_json(joined, args.out)
+    print(f"{joined['seeds']} seeds from seed {joined['first_seed']}")
     for name, block in joined["searchers"].items():
-        print(f"{name}: {joined['seeds']} seeds, mean queries to optimum {block['mean_queries_to_optimum']:.2f} "
-              f"(median {block['median_queries_to_optimum']:.1f}, found {block['found_fraction']:.0%}), "
-              f"test@100 {block['test_at'].get('100')}")
+        print(summary_line(name, block))
     print(f"wrote {args.out}")
     return 0
 

@@ -238,6 +238,15 @@ def join_reports(reports: Sequence[dict]) -> dict:
     return joined
 
 
+def summary_line(name: str, block: dict) -> str:
+    """One searcher's block of a report as one line of text."""
+    p95 = block["suggest_seconds"].get("p95")
+    return (f"{name}: mean queries to optimum {block['mean_queries_to_optimum']:.2f} "
+            f"(median {block['median_queries_to_optimum']:.1f}, found {block['found_fraction']:.0%}), "
+            f"test@100 {block['test_at'].get('100')}, suggest p95 "
+            + (f"{p95:.2e} s" if p95 is not None else "n/a"))
+
+
 def write_json(report: dict, path: str | os.PathLike) -> None:
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

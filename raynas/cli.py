@@ -178,7 +178,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from raynas.bench import run_bench
+    from raynas.bench import run_bench, summary_line
     from raynas.benchmarks.tabular import TabularBenchmark
 
     bench = TabularBenchmark.from_csv(
@@ -193,9 +193,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = run_bench(bench, names, args.seeds, args.max_queries, args.concurrency, args.out,
                        progress=not args.quiet, first_seed=args.first_seed)
     for name, block in report["searchers"].items():
-        print(f"{name}: mean queries to optimum {block['mean_queries_to_optimum']:.1f} "
-              f"(median {block['median_queries_to_optimum']:.0f}, found {block['found_fraction']:.0%}), "
-              f"test@100 {block['test_at']['100']}, suggest p95 {block['suggest_seconds']['p95']:.2e} s")
+        print(summary_line(name, block))
     print(f"wrote {os.path.abspath(args.out)}")
     return 0
 

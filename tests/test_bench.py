@@ -64,6 +64,27 @@ def test_seed_ranges_split_a_measurement(bench):
         join_reports([head, {**tail, "concurrency": 1}])
 
 
+def test_join_bench_script(bench, tmp_path):
+    """``benchmarks/join_bench.py`` writes the joined report, and names the problem when parts do not join."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "join_bench.py"
+    kwargs = dict(max_queries=200, progress=False)
+    run_bench(bench, ["regevo"], seeds=1, out=tmp_path / "a.json", **kwargs)
+    run_bench(bench, ["regevo"], seeds=1, first_seed=1, out=tmp_path / "b.json", **kwargs)
+    run_bench(bench, ["regevo"], seeds=1, first_seed=3, out=tmp_path / "c.json", **kwargs)
+    ok = subprocess.run([sys.executable, str(script), str(tmp_path / "b.json"), str(tmp_path / "a.json"),
+                         "--out", str(tmp_path / "ab.json")], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads((tmp_path / "ab.json").read_text())["seeds"] == 2
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "a.json"), str(tmp_path / "c.json"),
+                          "--out", str(tmp_path / "ac.json")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "starting at seed 1" in bad.stderr
+    assert not (tmp_path / "ac.json").exists()
+
+
 def test_queries_count_distinct_architectures_until_the_optimum(bench):
     record = run_one(bench, "random", seed=0, max_queries=15625)
     assert record.queries_to_optimum is not None

@@ -198,12 +198,14 @@ def join_reports(reports: Sequence[dict]) -> dict:
         raise ValueError("join_reports needs at least one report")
     parts = sorted(reports, key=lambda r: r.get("first_seed", 0))
     head = parts[0]
+    def signature(report: dict) -> dict:
+        return {**{key: report[key] for key in _JOIN_KEYS}, "searchers": sorted(report["searchers"])}
+
+    expected = signature(head)
     for part in parts[1:]:
-        for key in _JOIN_KEYS + ("searchers",):
-            mine = sorted(part[key]) if key == "searchers" else part[key]
-            theirs = sorted(head[key]) if key == "searchers" else head[key]
-            if mine != theirs:
-                raise ValueError(f"cannot join reports that differ in {key!r}: {theirs!r} vs {mine!r}")
+        for key, value in signature(part).items():
+            if value != expected[key]:
+                raise ValueError(f"cannot join reports that differ in {key!r}: {expected[key]!r} vs {value!r}")
     next_seed = head.get("first_seed", 0)
     for part in parts:
         start = part.get("first_seed", 0)

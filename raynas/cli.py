@@ -139,12 +139,14 @@ def _stop_gracefully_on_sigterm() -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from raynas.searchers.experiment import (
-        SearchSpec, check_data, init_ray, is_uri, join_location, latest_experiment, run_search,
+        SearchSpec, absolute_location, check_data, init_ray, join_location, latest_experiment, run_search,
     )
 
     if args.resume:
-        storage = args.storage if is_uri(args.storage) else os.path.abspath(args.storage)
-        directory = join_location(storage, args.name) if args.name else latest_experiment(args.storage)
+        if args.name:
+            directory = join_location(absolute_location(args.storage), args.name)
+        else:
+            directory = latest_experiment(args.storage)
         spec = SearchSpec.load(directory)
         print(f"resuming {directory}")
     else:

@@ -311,7 +311,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from raynas.searchers.base import RaynasSearcher
     from raynas.searchers.baselines import RandomSearcher
     from raynas.searchers.esnac import ESNACSearcher
-    from raynas.searchers.experiment import check_cluster_resources, is_uri
+    from raynas.searchers.experiment import absolute_location, check_cluster_resources
     from raynas.spaces.compression import CompressionSpace
     from raynas.trainables.distill import DistillTrainable
 
@@ -371,8 +371,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
                                     num_samples=args.num_samples, max_concurrent_trials=args.max_concurrent,
                                     reuse_actors=True),
         run_config=tune.RunConfig(name=args.name or f"compress-{args.searcher}-{args.seed}",
-                                  storage_path=args.storage if is_uri(args.storage) else os.path.abspath(args.storage),
-                                  verbose=0),
+                                  storage_path=absolute_location(args.storage), verbose=0),
     )
     results = tuner.fit()
     best = results.get_best_result(metric="objective", mode="max", scope="last")

@@ -92,8 +92,7 @@ class SearchSpec:
             raise ValueError(f"wait_for_gpus must be >= 0 seconds, got {self.wait_for_gpus}")
         if self.searcher == "esnac":
             raise ValueError("the esnac searcher compresses a teacher network: use `raynas compress`, not `raynas search`")
-        if not is_uri(self.storage):
-            self.storage = os.path.abspath(self.storage)
+        self.storage = absolute_location(self.storage)
         if self.benchmark is not None:
             self.benchmark = os.path.abspath(self.benchmark)
         if self.data_dir is not None:
@@ -139,6 +138,11 @@ class SearchSpec:
 def is_uri(location: str) -> bool:
     """``s3://bucket/x``, ``gs://...``, ``file:///...``: storage that Ray Tune reaches through pyarrow."""
     return "://" in str(location)
+
+
+def absolute_location(location: str) -> str:
+    """A URI as it is, a local path made absolute: a location Tune and other processes can use."""
+    return str(location) if is_uri(location) else os.path.abspath(location)
 
 
 def join_location(base: str, *parts: str) -> str:
@@ -428,8 +432,7 @@ def load_results(experiment_dir: str) -> tuple[tune.ResultGrid, SearchSpec, str,
     """Reload a finished or interrupted experiment as a ``ResultGrid`` (no trainable needed)."""
     from ray.tune import ExperimentAnalysis, ResultGrid
 
-    if not is_uri(experiment_dir):
-        experiment_dir = os.path.abspath(experiment_dir)
+    experiment_dir = absolute_location(experiment_dir)
     spec = SearchSpec.load(experiment_dir)
     metric = spec.objective if spec.benchmark is not None else "val_acc"
     analysis = ExperimentAnalysis(experiment_dir, default_metric=metric, default_mode=spec.mode)

@@ -1,7 +1,9 @@
 """Sample-efficiency benchmark: drive searchers in-process on a tabular benchmark.
 
-Each searcher is driven through its Ray Tune ``Searcher`` API (``suggest`` /
-``on_trial_complete``) without a Ray runtime, so thousands of queries take
+Each searcher is the Ray-free search method of that name
+(:mod:`raynas.methods`), driven through ``suggest`` / ``complete``: the calls
+its Ray Tune searcher makes for Tune, so the numbers are the Tune searcher's,
+but neither Ray nor a Ray runtime is imported and thousands of queries take
 seconds. With ``concurrency = N`` the driver keeps N suggestions pending and
 completes them in a seeded random order, as asynchronous Ray workers would.
 
@@ -17,12 +19,13 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from raynas.architecture import Architecture
 from raynas.benchmarks.tabular import TabularBenchmark
+from raynas.methods import check_methods, make_method
 
 #: Query counts at which the test metric of the best-by-objective architecture is reported.
 TEST_AT: tuple[int, ...] = (50, 100, 150)
@@ -47,16 +50,13 @@ def run_one(
     concurrency: int = 1,
     searcher_kwargs: dict | None = None,
 ) -> RunRecord:
-    """One search of ``searcher_name`` with ``seed`` on ``bench`` (see the module docstring)."""
-    from raynas.searchers import make_searcher  # the Ray layer, imported only when benchmarking
-    from ray.tune.search import Searcher
+    """One search of ``searcher_name`` with ``seed`` on ``bench`` (see the module docstring).
 
+    ``searcher_kwargs`` are options of the method (:func:`raynas.methods.make_method`).
+    """
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-    metric = bench.objective
-    searcher = make_searcher(
-        searcher_name, bench.space, metric=metric, mode=bench.mode, seed=seed, **(searcher_kwargs or {})
-    )
+    search = make_method(searcher_name, bench.space, mode=bench.mode, seed=seed, **(searcher_kwargs or {}))
     order_rng = np.random.default_rng([seed, 7919])  # completion order, independent of the searcher
     optimum_value = bench.optimum[1]
     pending: list[tuple[str, Architecture]] = []
@@ -72,17 +72,17 @@ def run_one(
             trial_id = f"{searcher_name}_{seed}_{trial_number}"
             trial_number += 1
             start = time.perf_counter()
-            config = searcher.suggest(trial_id)
+            arch = search.suggest(trial_id)
             record.suggest_seconds.append(time.perf_counter() - start)
-            if config is None or config == Searcher.FINISHED:
+            if arch is None:  # a finite space is exhausted
                 exhausted = True
                 break
-            pending.append((trial_id, Architecture.from_config(config)))
+            pending.append((trial_id, arch))
         if not pending:
             break
         trial_id, arch = pending.pop(int(order_rng.integers(len(pending))))
         value = bench.value(arch)
-        searcher.on_trial_complete(trial_id, result={metric: value, "training_iteration": 1})
+        search.complete(trial_id, value, fidelity=1)  # one result at the objective's fidelity, as a trial reports
         if arch in evaluated:
             continue
         evaluated.add(arch)
@@ -137,6 +137,7 @@ def run_bench(
     out: str | os.PathLike | None = None,
     progress: bool = True,
     first_seed: int = 0,
+    searcher_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict:
     """Benchmark ``searchers`` on ``bench`` for seeds ``first_seed .. first_seed + seeds - 1``.
 
@@ -146,7 +147,17 @@ def run_bench(
 
     ``searcher_cpu_seconds`` is the mean per seed of the process CPU time of
     one run (suggestions, result handling and the driver's table look-ups).
+
+    ``searcher_options`` maps a searcher name to options of its method
+    (:func:`raynas.methods.make_method`, e.g. ``{"bonas": {"pool_size": 100}}``);
+    the report records them under ``searcher_options``. Unknown names fail
+    before any search runs.
     """
+    searchers = check_methods(searchers)
+    options = {name: dict(opts) for name, opts in (searcher_options or {}).items()}
+    stray = sorted(set(options) - set(searchers))
+    if stray:
+        raise ValueError(f"searcher_options for {stray}, which are not among the searchers {searchers}")
     if seeds < 1 or max_queries < 1:
         raise ValueError(f"seeds and max_queries must be >= 1, got {seeds} and {max_queries}")
     if first_seed < 0:
@@ -163,12 +174,13 @@ def run_bench(
         "first_seed": first_seed,
         "max_queries": max_queries,
         "concurrency": concurrency,
+        "searcher_options": {name: _jsonable(opts) for name, opts in options.items() if opts},
         "searchers": {},
     }
     for name in searchers:
         records = []
         for seed in range(first_seed, first_seed + seeds):
-            records.append(run_one(bench, name, seed, max_queries, concurrency))
+            records.append(run_one(bench, name, seed, max_queries, concurrency, options.get(name)))
             if progress:
                 r = records[-1]
                 print(f"[bench] {name} seed {seed}: queries_to_optimum={r.queries_to_optimum} "
@@ -188,7 +200,7 @@ def join_reports(reports: Sequence[dict]) -> dict:
 
     The reports (``run_bench`` results or their JSON, ``first_seed`` set so
     that their ranges tile one range) must agree on the table, objective,
-    metric, mode, budget, concurrency and searchers. Per-seed lists are
+    metric, mode, budget, concurrency, searchers and searcher options. Per-seed lists are
     concatenated in seed order and the statistics recomputed from them; test
     accuracies and CPU seconds are seed-weighted means of the parts.
     Percentiles do not join: ``suggest_seconds`` holds the largest of the
@@ -199,7 +211,8 @@ def join_reports(reports: Sequence[dict]) -> dict:
     parts = sorted(reports, key=lambda r: r.get("first_seed", 0))
     head = parts[0]
     def signature(report: dict) -> dict:
-        return {**{key: report[key] for key in _JOIN_KEYS}, "searchers": sorted(report["searchers"])}
+        return {**{key: report[key] for key in _JOIN_KEYS}, "searchers": sorted(report["searchers"]),
+                "searcher_options": report.get("searcher_options", {})}
 
     expected = signature(head)
     for part in parts[1:]:
@@ -256,6 +269,18 @@ def write_json(report: dict, path: str | os.PathLike) -> None:
     with open(tmp, "w") as handle:
         json.dump(report, handle, indent=2)
     os.replace(tmp, path)
+
+
+def _jsonable(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` for the JSON report: values JSON cannot hold are replaced by their ``repr``."""
+    out = {}
+    for key, value in options.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            value = repr(value)
+        out[key] = value
+    return out
 
 
 def _nanmean(values: Sequence[float]) -> float | None:

@@ -128,3 +128,123 @@ def test_cli_bench_writes_json_and_rejects_bad_input(synthetic_nb201_csv, tmp_pa
     assert main(["bench", "--table", str(synthetic_nb201_csv), "--objective", "val_200", "--searchers", "bogus",
                  "--out", str(out)]) == 2
     assert "unknown searcher(s) ['bogus']" in capsys.readouterr().err
+
+
+def test_cli_bench_checks_searcher_names_before_loading_the_table(tmp_path, capsys):
+    """Names come from the registry (raynas.methods) and are checked first: no table is read for a typo."""
+    missing = tmp_path / "missing.csv"
+    assert main(["bench", "--table", str(missing), "--objective", "val_200", "--searchers", "random, bogus",
+                 "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown searcher(s) ['bogus']; choose from random, regevo, nasbot, gpnas, bonas, esnac" in err
+    assert "does not exist" not in err
+    assert main(["bench", "--table", str(missing), "--objective", "val_200", "--searchers", "esnac",
+                 "--out", str(tmp_path / "x.json")]) == 2
+    assert "['esnac'] search only a teacher's compression space" in capsys.readouterr().err
+    assert main(["bench", "--table", str(missing), "--objective", "val_200", "--searchers", "random"]) == 2
+    assert "does not exist" in capsys.readouterr().err  # a known name goes on to the table
+
+
+def test_searcher_options_reach_the_method_and_the_report(bench):
+    kwargs = dict(seeds=1, max_queries=40, progress=False)
+    report = run_bench(bench, ["regevo", "random"], searcher_options={"regevo": {"population_size": 4}}, **kwargs)
+    assert report["searcher_options"] == {"regevo": {"population_size": 4}}
+    assert run_bench(bench, ["random"], **kwargs)["searcher_options"] == {}
+    with pytest.raises(ValueError, match="cannot join reports that differ in 'searcher_options'"):
+        join_reports([report, run_bench(bench, ["regevo", "random"], first_seed=1, **kwargs)])
+    with pytest.raises(TypeError, match=r"RegularizedEvolution \(search method 'regevo'\) got unknown option\(s\) "
+                                        r"\['pool'\]; its options are: population_size, sample_size"):
+        run_one(bench, "regevo", seed=0, max_queries=10, searcher_kwargs={"pool": 4})
+    with pytest.raises(ValueError, match=r"searcher_options for \['bonas'\]"):
+        run_bench(bench, ["random"], searcher_options={"bonas": {}}, **kwargs)
+    with pytest.raises(ValueError, match=r"unknown searcher\(s\) \['bogus'\]; choose from random, regevo"):
+        run_bench(bench, ["random", "bogus"], **kwargs)
+
+
+def test_bench_never_imports_ray(synthetic_nb201_csv):
+    """``raynas bench`` drives the Ray-free methods: after a run, no ``ray`` module is loaded."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """if True:
+        import json, sys
+        from raynas.bench import run_bench
+        from raynas.benchmarks import TabularBenchmark
+
+        bench = TabularBenchmark.from_csv(sys.argv[1], "val_200", test_metric="test_200")
+        small_bonas = {"num_initial": 5, "pool_size": 30, "epochs": 20, "warm_steps": 10, "retrain_every": 5}
+        report = run_bench(bench, ["random", "bonas"], seeds=1, max_queries=15, progress=False,
+                           searcher_options={"bonas": small_bonas})
+        print(json.dumps({
+            "ray": sorted(m for m in sys.modules if m == "ray" or m.startswith("ray.")),
+            "raynas_searchers": "raynas.searchers" in sys.modules,
+            "queries": {name: block["mean_queries_to_optimum"] for name, block in report["searchers"].items()},
+        }))
+    """
+    done = subprocess.run([sys.executable, "-c", code, str(synthetic_nb201_csv)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=600)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["ray"] == [], f"raynas bench imported Ray: {seen['ray'][:10]}"
+    assert seen["raynas_searchers"] is False
+    assert set(seen["queries"]) == {"random", "bonas"}
+
+
+def _tune_searcher_run(bench, name, seed, max_queries, concurrency, options):
+    """The bench loop as it was before raynas.methods: through the Ray Tune ``Searcher`` API."""
+    import numpy as np
+    from ray.tune.search import Searcher
+
+    from raynas.architecture import Architecture
+    from raynas.searchers import make_searcher
+
+    searcher = make_searcher(name, bench.space, metric=bench.objective, mode=bench.mode, seed=seed, **options)
+    order_rng = np.random.default_rng([seed, 7919])
+    pending, evaluated, test_at, found = [], set(), {}, None
+    best_value, best_test, trial_number, exhausted = float("nan"), float("nan"), 0, False
+    while True:
+        while not exhausted and len(pending) < concurrency and len(evaluated) + len(pending) < max_queries:
+            trial_id = f"{name}_{seed}_{trial_number}"
+            trial_number += 1
+            config = searcher.suggest(trial_id)
+            if config is None or config == Searcher.FINISHED:
+                exhausted = True
+                break
+            pending.append((trial_id, Architecture.from_config(config)))
+        if not pending:
+            break
+        trial_id, arch = pending.pop(int(order_rng.integers(len(pending))))
+        value = bench.value(arch)
+        searcher.on_trial_complete(trial_id, result={bench.objective: value, "training_iteration": 1})
+        if arch in evaluated:
+            continue
+        evaluated.add(arch)
+        if bench.is_better(value, best_value):
+            best_value, best_test = value, bench.value(arch, bench.test_metric)
+        if len(evaluated) in TEST_AT:
+            test_at[len(evaluated)] = best_test
+        if found is None and value == bench.optimum[1]:
+            found = len(evaluated)
+        if found is not None and len(evaluated) >= max(TEST_AT):
+            break
+    for k in TEST_AT:
+        test_at.setdefault(k, best_test)
+    return found, test_at, len(evaluated)
+
+
+@pytest.mark.parametrize("name, max_queries, options", [
+    ("random", 200, {}),
+    ("regevo", 400, {}),
+    ("bonas", 25, {"num_initial": 5, "pool_size": 50, "epochs": 30, "warm_steps": 10, "retrain_every": 5}),
+])
+def test_bench_numbers_equal_those_of_the_tune_searchers_on_the_real_table(nb201_table_path, name, max_queries,
+                                                                           options):
+    """Driving the Ray-free method gives exactly what driving its Ray Tune searcher gave (seeds 0-1, 1 and 4 in flight)."""
+    real = TabularBenchmark.from_csv(nb201_table_path, "cifar10valid_val_acc_200ep",
+                                     test_metric="cifar10_test_acc_200ep")
+    for seed in (0, 1):
+        for concurrency in (1, 4):
+            record = run_one(real, name, seed, max_queries, concurrency, options)
+            got = (record.queries_to_optimum, record.test_at, record.queries)
+            assert got == _tune_searcher_run(real, name, seed, max_queries, concurrency, options), (seed, concurrency)

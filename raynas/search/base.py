@@ -195,6 +195,11 @@ class ArchitectureSearch(ABC):
         """Inverse of :meth:`extra_state`."""
 
     # ------------------------------------------------------------- queries
+    @property
+    def seen(self) -> frozenset[Architecture]:
+        """Architectures evaluated, failed or pending."""
+        return frozenset(self._seen)
+
     def is_seen(self, arch: Architecture) -> bool:
         """Whether ``arch`` was evaluated, failed or is pending (never true with ``allow_repeats``)."""
         return not self.allow_repeats and arch in self._seen

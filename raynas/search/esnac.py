@@ -28,7 +28,7 @@ import torch
 
 from raynas.architecture import Architecture
 from raynas.search.base import ArchitectureSearch
-from raynas.search.nasbot import torch_threads
+from raynas.bo.threads import torch_threads
 from raynas.spaces.base import InvalidArchitectureError
 from raynas.spaces.compression import CompressionSpace
 from raynas.surrogates.esnac import (

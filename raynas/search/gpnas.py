@@ -2,14 +2,15 @@
 
 See :class:`GPNAS`. The model is :class:`raynas.surrogates.gpnas.GPNASModel`
 (grouped kernel of eq. 7 plus a Bayesian linear mean); acquisition functions
-are BoTorch's, evaluated on the GP posterior over a pool of candidates.
+are BoTorch's, evaluated on the GP posterior over a pool of candidates; the
+loop (initial design, pending trials, outcome warping, fitting, candidates)
+is the engine's, :mod:`raynas.bo`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Any, Iterator, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,11 +27,11 @@ from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
 from raynas.architecture import Architecture
+from raynas.bo.candidates import Exhaustive, LocalPool
+from raynas.bo.engine import BayesianOptimization, ModelData
 from raynas.kernels.grouped import Grouping
-from raynas.search.base import ArchitectureSearch
 from raynas.spaces.base import SearchSpace
-from raynas.surrogates.gpnas import DTYPE, FitMethod, GPNASModel
-from raynas.surrogates.warping import from_normal_scores, normal_scores
+from raynas.surrogates.gpnas import FitMethod, GPNASModel
 
 Acquisition = Literal["ei", "ucb", "mean"]
 Warping = Literal["none", "rank"]
@@ -38,7 +39,7 @@ Warping = Literal["none", "rank"]
 ENUMERATE_LIMIT = 16384
 
 
-class GPNAS(ArchitectureSearch):
+class GPNAS(BayesianOptimization):
     """GP-NAS: mutual-information sampling until the expected MSE is low, then the predicted best.
 
     Phases (Algorithm 1 of the paper, adapted to a budgeted search):
@@ -76,11 +77,24 @@ class GPNAS(ArchitectureSearch):
     started from the last values; in between the GP is only re-conditioned
     with fixed hyperparameters (one Cholesky factorisation of ``n x n``).
 
-    Objective values enter the model as ``score`` (larger is better). With
+    Objective values enter the model oriented (larger is better). With
     ``warping="rank"`` (default) they are first mapped to normal scores
-    ``Φ⁻¹((rank - ½)/n)``: NAS objectives are heavy-tailed (NB201 has cells
-    at 10 % accuracy next to a top at 91.6 %), and a standardised GP spends
-    its capacity on the tail. ``warping="none"`` is the paper's model.
+    ``Φ⁻¹((rank - ½)/n)`` (the engine's :class:`~raynas.bo.outcome.RankWarp`;
+    deviation from the paper, which models raw values: NAS objectives are
+    heavy-tailed and a standardised GP spends its capacity on the tail).
+    ``warping="none"`` is the paper's model.
+
+    Other deviations, each with its reason: a budgeted search switches to
+    exploiting the fitted GP (EI) where the paper stops and reports the
+    predicted best; the expected-MSE rule uses the GP's posterior variance
+    (eq. 35 as printed keeps the prior residual variance, which never
+    shrinks); hyperparameters are refitted when the data grew by
+    ``refit_fraction`` to keep ``suggest`` fast.
+
+    Example:
+        >>> from raynas.spaces import NB201Space
+        >>> search = GPNAS(NB201Space(), mode="max", seed=0)
+        >>> arch = search.suggest("trial_0")
 
     Saved state: the hyperparameters of the last fit, its bookkeeping and
     the phase, so a restored search continues with exactly the same model
@@ -137,18 +151,13 @@ class GPNAS(ArchitectureSearch):
             raise ValueError(f"num_initial must be >= 2 (the GP needs data), got {num_initial}")
         if not refit_fraction >= 0:
             raise ValueError(f"refit_fraction must be >= 0, got {refit_fraction}")
-        super().__init__(space, **kwargs)
-        self.num_initial = int(num_initial)
+        super().__init__(space, num_initial=num_initial, warping="normal" if warping == "rank" else "none",
+                         num_threads=num_threads, **kwargs)
         self.mse_threshold = float(mse_threshold)
         self.max_explore = int(max_explore)
         self.acquisition = acquisition
         self.ucb_beta = float(ucb_beta)
         self.refit_fraction = float(refit_fraction)
-        self.warping = warping
-        self.pool_random = int(pool_random)
-        self.pool_top = int(pool_top)
-        self.pool_mutations = int(pool_mutations)
-        self.num_threads = num_threads
         self.model = GPNASModel(
             space, learn_lengthscale=learn_lengthscale, linear_mean=linear_mean,
             nb201_grouping=nb201_grouping, method=method, fit_maxiter=fit_maxiter,
@@ -159,78 +168,46 @@ class GPNAS(ArchitectureSearch):
         self.last_expected_mse: float | None = None
         self._fit_n = 0  # observations at the last hyperparameter fit
         self._model_n = -1  # observations the current GP is conditioned on
-        # whole-space candidates of small finite spaces
+        # whole-space candidates of small finite spaces, else a local pool
         self._enumerated = space.size is not None and space.size <= enumerate_limit
-        self._all_archs: list[Architecture] | None = None
-        self._all_index: dict[Architecture, int] | None = None
+        self.candidates: Exhaustive | LocalPool = (
+            Exhaustive(space) if self._enumerated
+            else LocalPool(top=int(pool_top), mutations=int(pool_mutations), random=int(pool_random))
+        )
         self._all_X: Tensor | None = None
         self._cross: Tensor | None = None  # K(all candidates, observed), columns in observation order
         self._cross_version = -1
 
     # ------------------------------------------------------------- model
-    def _targets(self) -> np.ndarray:
-        scores = np.array([self.score(o.value) for o in self.observations], dtype=float)
-        if self.warping == "rank" and len(scores) > 1:
-            return normal_scores(scores)
-        return scores
-
-    def _refresh_model(self) -> GPNASModel:
+    def _refresh_model(self, data: ModelData) -> GPNASModel:
         """The GP on every observation; hyperparameters refit on the schedule."""
-        n = len(self.observations)
+        n = len(data)
         if n == self._model_n and self.model.gp is not None:
             return self.model
         due = max(1, math.ceil(self.refit_fraction * self._fit_n))
-        refit = self.model.gp is None and self.model._hyper is None or n - self._fit_n >= due
-        self.model.fit([o.arch for o in self.observations], self._targets(), refit=refit)
+        refit = self.model.gp is None and self.model.hyperparameters is None or n - self._fit_n >= due
+        self.model.fit(data.archs, self.targets(data.values).reshape(-1).numpy(), refit=refit)
         if refit:
             self._fit_n = n
         self._model_n = n
         return self.model
 
-    def predict(self, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray]:
-        """The fitted GP-NAS prediction ``(mean, variance)`` for ``archs``, in the metric's units.
-
-        With ``warping="rank"`` the GP models normal scores; the mean is mapped
-        back through the observed values' empirical quantiles (so it stays
-        within the observed range) and the variance by the slope of that map
-        (delta method).
-        """
-        if len(self.observations) < 2:
-            raise ValueError("GPNAS.predict needs at least 2 observations")
-        with _torch_threads(self.num_threads):
-            mean, variance = self._refresh_model().predict(archs)
-        mean, variance = np.asarray(mean, dtype=float), np.asarray(variance, dtype=float)
-        if self.warping == "rank":
-            mean, variance = from_normal_scores(mean, variance, [self.score(o.value) for o in self.observations])
-        return (-mean if self.mode == "min" else mean), variance
+    def posterior(self, archs: Sequence[Architecture], data: ModelData) -> tuple[Tensor, Tensor]:
+        """The GP's ``(mean, variance)`` of the latent value at ``archs`` (warped units)."""
+        mean, variance = self._refresh_model(data).predict(archs)
+        return torch.as_tensor(mean), torch.as_tensor(variance)
 
     # -------------------------------------------------------- candidates
-    def _candidates(self, model: GPNASModel) -> tuple[list[Architecture], Tensor, Tensor | None]:
+    def _candidates(self, model: GPNASModel, data: ModelData) -> tuple[list[Architecture], Tensor, Tensor | None]:
         """Unseen candidates, their encodings and ``K(candidates, observed)`` when it is cached."""
-        if self._enumerated:
-            if self._all_archs is None:
-                self._all_archs = list(self.space.enumerate())
-                self._all_index = {a: i for i, a in enumerate(self._all_archs)}
-                self._all_X = model.encode(self._all_archs)
-            keep = torch.ones(len(self._all_archs), dtype=torch.bool)
-            if not self.allow_repeats:
-                seen = [self._all_index[a] for a in self._seen if a in self._all_index]
-                keep[torch.tensor(seen, dtype=torch.long)] = False
-            rows = keep.nonzero().squeeze(-1)
+        if isinstance(self.candidates, Exhaustive):
+            everything = self.candidates.enumerate()
+            if self._all_X is None:
+                self._all_X = model.encode(everything)
+            rows = torch.as_tensor(self.candidates.unseen_rows(self), dtype=torch.long)
             cross = self._whole_space_cross(model).index_select(0, rows)
-            return [self._all_archs[i] for i in rows.tolist()], self._all_X.index_select(0, rows), cross
-        pool: dict[Architecture, None] = {}
-        ranked = sorted(self.observations, key=lambda o: self.score(o.value), reverse=True)
-        top = [o.arch for o in ranked[: self.pool_top]]
-        for arch in top:
-            for neighbour in self.space.neighbours(arch):
-                pool[neighbour] = None
-        for _ in range(self.pool_mutations if top else 0):
-            parent = top[int(self.rng.integers(len(top)))]
-            pool[self.space.mutate(self.space.mutate(parent, self.rng), self.rng)] = None
-        for _ in range(self.pool_random):
-            pool[self.space.sample(self.rng)] = None
-        archs = [a for a in pool if not self.is_seen(a)]
+            return [everything[i] for i in rows.tolist()], self._all_X.index_select(0, rows), cross
+        archs = self.candidates.generate(self, data.ranked())
         return archs, model.encode(archs), None
 
     def _whole_space_cross(self, model: GPNASModel) -> Tensor:
@@ -241,24 +218,16 @@ class GPNAS(ArchitectureSearch):
             self._cross, self._cross_version = None, model.version
         done = 0 if self._cross is None else self._cross.shape[-1]
         if done < model.num_train:
-            with torch.no_grad():
-                extra = model.gp.covar_module(self._all_X, model.train_X[done:]).to_dense()
+            extra = model.cross_covariance(self._all_X, start=done)
             self._cross = extra if self._cross is None else torch.cat([self._cross, extra], dim=-1)
         return self._cross
 
     # ----------------------------------------------------------- propose
-    def propose(self) -> Architecture:
-        values = {o.value for o in self.observations}
-        if self.num_suggested < self.num_initial or len(values) < 2:
-            return self.space.sample(self.rng)
-        with _torch_threads(self.num_threads):
-            return self._propose_with_model()
-
-    def _propose_with_model(self) -> Architecture:
-        model = self._refresh_model()
-        archs, X, cross = self._candidates(model)
+    def propose_with_model(self, data: ModelData) -> Architecture | None:
+        model = self._refresh_model(data)
+        archs, X, cross = self._candidates(model, data)
         if not archs:
-            return self.space.sample(self.rng)  # the base falls back to a random unseen one
+            return None
         fantasy = model.condition_on_pending(list(self.pending.values()))
         mean, variance, _ = fantasy.mean_variance(X, cross)
         if self.exploring:
@@ -288,7 +257,7 @@ class GPNAS(ArchitectureSearch):
 
     # -------------------------------------------------------- save/restore
     def extra_state(self) -> dict[str, Any]:
-        hyper = self.model._hyper
+        hyper = self.model.hyperparameters
         return {
             "hyper": None if hyper is None else {k: v.tolist() for k, v in hyper.items()},
             "fit_n": self._fit_n,
@@ -300,12 +269,8 @@ class GPNAS(ArchitectureSearch):
         }
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
-        hyper = state.get("hyper")
-        self.model._hyper = (
-            None if hyper is None else {k: torch.tensor(v, dtype=DTYPE) for k, v in hyper.items()}
-        )
-        self.model.version = int(state.get("version", 0)) + 1  # invalidates kernel caches
-        self.model.gp = None
+        self.model.version = int(state.get("version", 0))
+        self.model.load_hyperparameters(state.get("hyper"))  # also invalidates kernel caches
         self._fit_n = int(state.get("fit_n", 0))
         self._model_n = -1
         self.exploring = bool(state.get("exploring", True))
@@ -339,19 +304,6 @@ class _FixedPosterior(Model):
             raise ValueError("_FixedPosterior only answers for the candidates it was built with (q = 1)")
         mvn = MultivariateNormal(self._mean.unsqueeze(-1), DiagLinearOperator(self._variance.unsqueeze(-1)))
         return GPyTorchPosterior(mvn)
-
-
-@contextlib.contextmanager
-def _torch_threads(num_threads: int | None) -> Iterator[None]:
-    if not num_threads:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(num_threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 __all__ = ["ENUMERATE_LIMIT", "GPNAS"]

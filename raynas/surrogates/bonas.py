@@ -13,7 +13,7 @@ Pieces, in the paper's order:
 * :class:`GCNRegressor`: the GCN plus a single-hidden-layer regressor head,
   trained end-to-end with the exponentially weighted loss
   :func:`exponential_weighted_loss` (§3.4) on targets normalised to ``[0, 1]``
-  from the observed values (:class:`TargetScaler`).
+  from the observed values (:func:`target_warp`, the engine's :class:`~raynas.bo.outcome.RankWarp`).
 * :func:`blr_model` (§3.2): Bayesian linear regression replaces the head's
   final linear layer; its features ``φ`` are the head's hidden layer. It is
   the BLR's GP form, a BoTorch ``SingleTaskGP`` with GPyTorch's
@@ -24,25 +24,20 @@ Pieces, in the paper's order:
   ``update_blr`` / ``state_dict`` / ``transfer_from``), with
   :class:`TrainingRun` for trainings advanced a slice at a time.
 
-Defaults, and where they differ from the paper (measured on NAS-Bench-201
-CIFAR-10, see ``searchers/bonas.py``):
+Defaults, and where they differ from the paper (one-line reasons; the
+measurements are in ``docs/measurements.md``):
 
-* 2 GCN layers of 64 units, not 4: on held-out cells near the top of the
-  space (the region a search needs ranked) 2 layers ranked better (Spearman
-  0.51 vs 0.41 for 4 layers on the top 10% after 100 training cells) and
-  train twice as fast.
-* learning rate 1e-2, not 1e-3: with the step budget a suggestion can afford
-  (200 passes) 1e-3 leaves the network badly under-fitted.
+* 2 GCN layers of 64 units, not 4: they ranked the top of NAS-Bench-201
+  better and train twice as fast.
+* learning rate 1e-2, not 1e-3: 1e-3 under-fits in the 200 passes a
+  suggestion can afford.
 * ``normalization="rank"``: targets are the empirical CDF of the observed
-  values, not their min-max image. Min-max maps NB201's many 10%-accuracy
-  cells to 0 and squeezes the top (88-91.6%) into ``[0.96, 1]``, where the
-  exponential weights barely differ and the worst cell weighs nothing; the
-  rank transform spreads the top evenly (it doubled the rank correlation on
-  the top 10%). ``"minmax"`` remains available.
+  values (:func:`target_warp`), not their min-max image, which squeezes the
+  crowded top into a sliver where the exponential weights barely differ.
+  ``"minmax"`` remains available.
 * ``prune=True`` and ``bidirectional=True``: the GCN reads the pruned cell
-  (no ``none`` ops, no dead nodes) and its edges in both directions (the
-  global node stays a read-out sink). Both made the search find the
-  NB201 optimum markedly sooner; see :func:`~raynas.surrogates.graph_encoding.arch_to_data`.
+  in both directions (the global node stays a read-out sink); both found the
+  NB201 optimum sooner. See :func:`~raynas.surrogates.graph_encoding.arch_to_data`.
 
 Example:
     >>> import numpy as np
@@ -57,16 +52,11 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
-import warnings
-from typing import Any, Iterator, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
-import numpy as np
 import torch
-from botorch.exceptions import ModelFittingError
-from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import LinearKernel
@@ -78,6 +68,10 @@ from torch_geometric.data import Data
 from torch_geometric.nn import DenseGCNConv
 
 from raynas.architecture import Architecture
+from raynas.bo.fitting import diagnostics_to_log, fit_mll
+from raynas.bo.outcome import RankWarp
+from raynas.bo.pending import kriging_believer
+from raynas.bo.threads import torch_threads
 from raynas.spaces.base import SearchSpace
 from raynas.surrogates.graph_encoding import (
     DenseGraphs,
@@ -156,15 +150,22 @@ class GCNRegressor(nn.Module):
         return self.out(self.features(graphs)).squeeze(-1)
 
 
-def exponential_weighted_loss(prediction: Tensor, target: Tensor) -> Tensor:
+def exponential_weighted_loss(prediction: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
     """BONAS eq. 6: ``1/(N(e-1)) Σ (exp(y) - 1) (ŷ - y)²`` for targets ``y`` in ``[0, 1]``.
 
     Architectures with high (normalised) targets weigh up to 1, the worst
-    observed weighs 0.
+    observed weighs 0. ``sample_weight`` (optional, per example) multiplies
+    each term. This is the loss :class:`TrainingRun` trains with.
+
+    Example:
+        >>> exponential_weighted_loss(torch.tensor([0.5]), torch.tensor([1.0])).item()
+        0.25
     """
     if prediction.shape != target.shape:
         raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ")
     weight = torch.expm1(target)
+    if sample_weight is not None:
+        weight = weight * sample_weight
     return (weight * (prediction - target) ** 2).sum() / (target.numel() * (math.e - 1.0))
 
 
@@ -219,8 +220,7 @@ def blr_model(
     y = torch.as_tensor(t, dtype=torch.float64).reshape(-1, 1)
     if phi.ndim != 2 or phi.shape[0] != y.shape[0] or phi.shape[0] == 0:
         raise ValueError(f"need phi [N, M] and t [N] with N >= 1, got {tuple(phi.shape)} and {tuple(t.shape)}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # BoTorch's input-scaling advice does not apply to embeddings
+    with diagnostics_to_log():  # BoTorch's input-scaling advice does not apply to embeddings
         model = BLRModel(
             phi, y, covar_module=LinearKernel(), mean_module=ConstantMean(),
             likelihood=GaussianLikelihood(noise_constraint=GreaterThan(1e-8)), outcome_transform=None,
@@ -231,20 +231,12 @@ def blr_model(
     else:  # α = 1, β = 1/var(t): the usual starting point of evidence maximisation
         model.covar_module.variance = 1.0
         model.likelihood.noise = max(float(y.var()) if len(y) > 1 else 1.0, 1e-4)
-    # The bias is the targets' mean, fixed, as when BLR is fit to centred targets. A fitted
-    # constant raises the evidence by moving the bias away from the data and shrinking the
-    # weight prior, which left EI with a third of the variance and slowed the search
-    # (NAS-Bench-201: about 50 -> 70 queries to the optimum, 13 seeds).
-    model.mean_module.constant.data.fill_(float(y.mean()))
+    # The bias is the targets' mean, fixed, as when BLR is fit to centred targets: a fitted
+    # constant shrinks the weight prior and leaves EI too little variance.
+    model.mean_module.constant.data.fill_(float(y.mean()))  # centred targets (docs/measurements.md)
     model.mean_module.constant.requires_grad_(False)
-    if fit:
-        mll = ExactMarginalLogLikelihood(model.likelihood, model)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
-            except ModelFittingError:  # keep the starting values: still a valid posterior
-                pass
+    if fit:  # a failed fit keeps the starting values: still a valid posterior
+        fit_mll(ExactMarginalLogLikelihood(model.likelihood, model), what="BONAS BLR", maxiter=maxiter)
     model.eval()
     return model
 
@@ -255,81 +247,29 @@ def blr_precisions(model: SingleTaskGP) -> tuple[float, float]:
 
 
 def condition_on_pending(model: SingleTaskGP, phi: Tensor) -> SingleTaskGP:
-    """The model that has also seen pending points at its posterior mean (kriging believer).
-
-    BoTorch's :meth:`~botorch.models.model.Model.condition_on_observations`,
-    hyperparameters kept. For a linear-Gaussian model this leaves every mean
-    unchanged and shrinks the variance around the pending points, so
-    concurrent suggestions spread out.
-    """
-    phi = torch.as_tensor(phi, dtype=torch.float64)
-    if phi.shape[0] == 0:
-        return model
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mean = model.posterior(phi).mean
-        return model.condition_on_observations(phi, mean)
+    """The BLR conditioned on pending points' features at their posterior mean (the engine's
+    kriging believer, :func:`raynas.bo.pending.kriging_believer`). For a linear-Gaussian model
+    this leaves every mean unchanged and shrinks the variance around the pending points."""
+    with diagnostics_to_log():
+        return kriging_believer(model, torch.as_tensor(phi, dtype=torch.float64))
 
 
 # ----------------------------------------------------------------- normalisation
 Normalization = Literal["minmax", "rank"]
+#: ``normalization`` -> the :class:`~raynas.bo.outcome.RankWarp` kind that maps targets to ``[0, 1]``.
+WARP_KIND = {"rank": "uniform", "minmax": "minmax"}
 
 
-class TargetScaler:
-    """Maps mode-oriented values to ``[0, 1]`` by the values observed (the *reference*).
+def target_warp(oriented: Sequence[float] | Tensor, normalization: Normalization) -> RankWarp:
+    """The engine's :class:`~raynas.bo.outcome.RankWarp` fitted on ``oriented`` values (BONAS's ``[0, 1]`` targets).
 
-    * ``"minmax"``: ``(s - min) / (max - min)``, the paper's accuracies-in-[0, 1]
-      generalised to any metric.
-    * ``"rank"``: the empirical CDF, ``(rank - 1) / (N - 1)`` with ties averaged;
-      a monotone output warping that spreads the crowded top of the
-      distribution evenly over ``[0, 1]``.
-
-    :meth:`inverse` maps back (``"rank"`` interpolates between observed values, linearly
-    beyond them).
+    ``"minmax"``: ``(s - min) / (max - min)``, the paper's accuracies-in-[0, 1]
+    generalised to any metric; ``"rank"``: the empirical CDF, which spreads the
+    crowded top of the distribution evenly over ``[0, 1]``.
     """
-
-    def __init__(self, reference: Sequence[float], kind: Normalization = "minmax") -> None:
-        if kind not in ("minmax", "rank"):
-            raise ValueError(f"normalization must be 'minmax' or 'rank', got {kind!r}")
-        ref = torch.sort(torch.as_tensor([float(x) for x in reference], dtype=torch.float64)).values
-        if ref.numel() == 0:
-            raise ValueError("TargetScaler needs at least one reference value")
-        self.kind, self.reference = kind, ref
-        lo, hi = float(ref[0]), float(ref[-1])
-        self.lo, self.hi = lo, (hi if hi > lo else lo + 1.0)
-
-    def __call__(self, oriented: Tensor) -> Tensor:
-        if self.kind == "minmax" or self.reference.numel() < 2:
-            return (oriented - self.lo) / (self.hi - self.lo)
-        left = torch.searchsorted(self.reference, oriented, right=False)
-        right = torch.searchsorted(self.reference, oriented, right=True)
-        return (left + right - 1).to(torch.float64) / (2.0 * (self.reference.numel() - 1))
-
-    def inverse(self, y: Tensor, spread: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(values, slope)``: ``y`` mapped back to oriented values, and ``d value / d y``.
-
-        For ``"rank"`` the map is piecewise linear through the observed values,
-        extended linearly beyond them (the BLR may predict above the best value
-        seen). With ``spread`` (e.g. the predictive standard deviation) the
-        slope is the secant over ``y ± 2·spread``: the map is flat between tied
-        observations, and a point's slope there would give it no variance.
-        """
-        if self.kind == "minmax" or self.reference.numel() < 2:
-            return y * (self.hi - self.lo) + self.lo, torch.full_like(y, self.hi - self.lo)
-        grid = np.linspace(0.0, 1.0, self.reference.numel())
-        ref = self.reference.numpy()
-
-        def warp(points: np.ndarray) -> np.ndarray:
-            segment = np.clip(np.searchsorted(grid, points), 1, len(grid) - 1)
-            slope = (ref[segment] - ref[segment - 1]) / (grid[segment] - grid[segment - 1])
-            return ref[segment - 1] + (points - grid[segment - 1]) * slope
-
-        yy = y.detach().numpy()
-        half = np.full_like(yy, 0.5 / (len(grid) - 1))
-        if spread is not None:
-            half = np.maximum(half, 2.0 * spread.detach().numpy())
-        slope = (warp(yy + half) - warp(yy - half)) / (2.0 * half)
-        return torch.from_numpy(warp(yy)), torch.from_numpy(slope)
+    warp = RankWarp(WARP_KIND[normalization]).fit_reference(torch.as_tensor(oriented, dtype=torch.float64))  # type: ignore[arg-type]
+    warp.eval()
+    return warp
 
 
 # --------------------------------------------------------------------- predictor
@@ -337,7 +277,7 @@ class BONASPredictor:
     """GCN embedding + BLR: the BONAS performance predictor with uncertainty.
 
     :meth:`fit` normalises the (mode-oriented) values to ``[0, 1]``
-    (:class:`TargetScaler`), trains the GCN and its regressor end-to-end with
+    (:func:`target_warp`), trains the GCN and its regressor end-to-end with
     the exponentially weighted loss, then fits the BLR on the head's hidden
     layer; :meth:`update_blr` refits only the BLR (cheap: what BONAS does after
     every new observation); :meth:`predict` returns the BLR's predictive mean
@@ -366,7 +306,7 @@ class BONASPredictor:
         warm_steps: mini-batch steps of a warm-started retraining.
         lr, batch_size, weight_decay: Adam settings.
         prune, bidirectional: graph encoding (:func:`~raynas.surrogates.graph_encoding.arch_to_data`).
-        normalization: how targets are mapped to ``[0, 1]`` (:class:`TargetScaler`).
+        normalization: how targets are mapped to ``[0, 1]`` (:func:`target_warp`).
         seed: seeds weight initialisation and mini-batch order.
         num_threads: torch intra-op threads while this predictor computes
             (restored afterwards); ``None`` leaves torch's setting alone.
@@ -405,9 +345,9 @@ class BONASPredictor:
         self._blr_state: dict[str, Tensor] | None = None  # its hyperparameters, to warm-start the next refit
         self._blr_trainings = -1  # the network (by training count) those hyperparameters belong to
         self.mode: Mode = "max"
-        self.scaler: TargetScaler | None = None  # set by fit / update_blr from the values seen
+        self.warp: RankWarp | None = None  # set by fit / update_blr from the values seen
         self.trainings = 0  # how many times the network was trained
-        self.run: TrainingRun | None = None  # a training in progress
+        self._run: TrainingRun | None = None  # a training in progress
         self._graphs: dict[Architecture, Data] = {}
         self._dense: dict[Architecture, DenseGraphs] = {}
         try:
@@ -417,25 +357,14 @@ class BONASPredictor:
         self._blr_archs: list[Architecture] = []
 
     # ---------------------------------------------------------------- helpers
-    @contextlib.contextmanager
-    def threads(self) -> Iterator[None]:
-        """Run the enclosed torch code with ``num_threads`` intra-op threads (then restore).
+    @property
+    def training_run(self) -> "TrainingRun | None":
+        """The training in progress (:meth:`start_training`), or ``None``."""
+        return self._run
 
-        Tiny matrices gain nothing from a second thread, and OpenMP threads
-        that spin-wait on a busy 2-core machine make them an order of
-        magnitude slower.
-        """
-        if self.num_threads is None:
-            yield
-            return
-        before = torch.get_num_threads()
-        if before != self.num_threads:
-            torch.set_num_threads(self.num_threads)
-        try:
-            yield
-        finally:
-            if before != self.num_threads:
-                torch.set_num_threads(before)
+    def threads(self):
+        """``torch_threads(num_threads)``: the engine's thread limit for this predictor's work."""
+        return torch_threads(self.num_threads)
 
     def graph(self, arch: Architecture) -> Data:
         """The cached PyG graph of ``arch``."""
@@ -460,7 +389,8 @@ class BONASPredictor:
             return self.batch(archs)
         return stack_dense(dense)
 
-    def _new_network(self, seed: int | None = None) -> GCNRegressor:
+    def new_network(self, seed: int | None = None) -> GCNRegressor:
+        """A freshly initialised GCN + regressor of this predictor's sizes (``seed``: default :attr:`seed`)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed if seed is None else seed)
             return GCNRegressor(len(self.vocabulary), **self.config)
@@ -470,13 +400,13 @@ class BONASPredictor:
         return v if self.mode == "max" else -v
 
     def normalize(self, values: Sequence[float]) -> Tensor:
-        """Values mode-oriented and mapped to ``[0, 1]`` by the values of the last fit (:class:`TargetScaler`)."""
-        if self.scaler is None:
+        """Values mode-oriented and mapped to ``[0, 1]`` by the values of the last fit (:func:`target_warp`)."""
+        if self.warp is None:
             raise RuntimeError("BONASPredictor.normalize called before fit")
-        return self.scaler(self._orient(values))
+        return self.warp(self._orient(values).reshape(-1, 1))[0].reshape(-1)
 
     def _check_fitted(self) -> None:
-        if self.network is None or self.blr is None or self.scaler is None:
+        if self.network is None or self.blr is None or self.warp is None:
             raise RuntimeError("BONASPredictor is not fitted: call fit(archs, values) first")
 
     # -------------------------------------------------------------- training
@@ -499,8 +429,8 @@ class BONASPredictor:
             sample_weight: optional per-example factors multiplying the loss weights.
         """
         self.start_training(archs, values, mode=mode, warm_start=warm_start, sample_weight=sample_weight)
-        assert self.run is not None
-        self.train_steps(self.run.total)
+        assert self._run is not None
+        self.train_steps(self._run.total)
         self.update_blr(archs, values)
         return self
 
@@ -524,32 +454,32 @@ class BONASPredictor:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         self.mode = mode
-        scaler = TargetScaler(self._orient(values).tolist(), self.normalization)
-        target = scaler(self._orient(values)).to(torch.float32)
+        oriented = self._orient(values)
+        target = target_warp(oriented, self.normalization)(oriented.reshape(-1, 1))[0].reshape(-1).to(torch.float32)
         weight = None if sample_weight is None else torch.as_tensor(sample_weight, dtype=torch.float32)
         if self.network is None or not warm_start:
-            network = self._new_network(self.seed * 7919 + self.trainings)
+            network = self.new_network(self.seed * 7919 + self.trainings)
             steps = self.epochs * math.ceil(len(archs) / min(self.batch_size, len(archs)))
         else:
-            network = self._new_network()
+            network = self.new_network()
             network.load_state_dict(self.network.state_dict())
             steps = self.warm_steps
-        self.run = TrainingRun(self, list(archs), target, weight, network, steps,
-                               seed=self.seed * 1_000_003 + self.trainings)
-        return self.run
+        self._run = TrainingRun(self, list(archs), target, weight, network, steps,
+                                seed=self.seed * 1_000_003 + self.trainings)
+        return self._run
 
     def train_steps(self, steps: int) -> bool:
         """Advance the training run by up to ``steps`` steps; ``True`` when it finished and
         its network replaced the one in use (the BLR must then be refit: :meth:`update_blr`)."""
-        if self.run is None:
+        if self._run is None:
             raise RuntimeError("no training run in progress: call start_training first")
         with self.threads():
-            finished = self.run.step(steps)
+            finished = self._run.step(steps)
         if finished:
-            self.network = self.run.network
+            self.network = self._run.network
             self.network.eval()
             self.trainings += 1
-            self.run = None
+            self._run = None
             self.blr = None
         return finished
 
@@ -588,7 +518,7 @@ class BONASPredictor:
         if len(archs) != len(values) or not archs:
             raise ValueError(f"need as many values as archs (>= 1), got {len(archs)} and {len(values)}")
         if renormalize:
-            self.scaler = TargetScaler(self._orient(values).tolist(), self.normalization)
+            self.warp = target_warp(self._orient(values), self.normalization)
         self._fit_blr(list(archs), self.normalize(values))
         return self
 
@@ -600,8 +530,7 @@ class BONASPredictor:
         """
         self._check_fitted()
         assert self.blr is not None
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with torch.no_grad(), diagnostics_to_log():
             posterior = self.blr.posterior(self.embed(archs), observation_noise=True)
         return posterior.mean.reshape(-1), posterior.variance.reshape(-1).clamp_min(0.0)
 
@@ -610,14 +539,14 @@ class BONASPredictor:
 
         The normalisation is undone on the mean; the variance is scaled by its
         slope (exact for ``"minmax"``; for ``"rank"`` the delta method with the
-        slope taken over the predictive interval, see :meth:`TargetScaler.inverse`).
+        slope taken over the predictive interval, see :meth:`~raynas.bo.outcome.RankWarp.slope`).
         """
         mean, variance = self.posterior_normalized(archs)
-        assert self.scaler is not None
-        mean, slope = self.scaler.inverse(mean, spread=variance.sqrt())
+        assert self.warp is not None
+        mean, variance = self.warp.untransform_mean_variance(mean, variance)
         if self.mode == "min":
             mean = -mean
-        return mean, variance * slope**2
+        return mean, variance
 
     def acquisition_model(self, pending: Sequence[Architecture] = ()) -> SingleTaskGP:
         """The BLR as a BoTorch model on features ``φ`` (normalised, larger is better).
@@ -638,12 +567,12 @@ class BONASPredictor:
             "config": dict(self.config),
             "mode": self.mode,
             "normalization": self.normalization,
-            "reference": None if self.scaler is None else self.scaler.reference.tolist(),
+            "reference": None if self.warp is None else self.warp.reference.tolist(),
             "trainings": self.trainings,
             "network": None if self.network is None else {
                 k: v.detach().clone() for k, v in self.network.state_dict().items()},
             "blr": self._blr_state if self._blr_trainings == self.trainings else None,
-            "run": None if self.run is None else self.run.state_dict(),
+            "run": None if self._run is None else self._run.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -658,12 +587,12 @@ class BONASPredictor:
             )
         self.mode = state["mode"]
         reference = state.get("reference")
-        self.scaler = None if reference is None else TargetScaler(reference, state.get("normalization", "minmax"))
+        self.warp = None if reference is None else target_warp(reference, state.get("normalization", "minmax"))
         self.trainings = int(state["trainings"])
         if state["network"] is None:
             self.network = None
         else:
-            self.network = self._new_network()
+            self.network = self.new_network()
             self.network.load_state_dict(state["network"])
             self.network.eval()
         self.blr = None
@@ -671,7 +600,7 @@ class BONASPredictor:
         self._blr_state = dict(blr) if isinstance(blr, Mapping) else None
         self._blr_trainings = self.trainings if self._blr_state is not None else -1
         run = state.get("run")
-        self.run = None if run is None else TrainingRun.from_state(self, run)
+        self._run = None if run is None else TrainingRun.from_state(self, run)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -707,7 +636,7 @@ class BONASPredictor:
         first = "gcn.convs.0.lin.weight"
         columns = torch.tensor([source.index(op) for op in self.vocabulary])
         weights[first] = weights[first][:, columns]
-        network = self._new_network()
+        network = self.new_network()
         network.load_state_dict(weights)
         network.eval()
         self.network = network
@@ -761,11 +690,8 @@ class TrainingRun:
             rows = self.order[self.position:self.position + self.size]
             self.position += self.size
             prediction = self.network(self._graphs.select(rows))
-            loss_weight = torch.expm1(self.target[rows])
-            if self.weight is not None:
-                loss_weight = loss_weight * self.weight[rows]
-            loss = (loss_weight * (prediction - self.target[rows]) ** 2).sum() / (
-                prediction.numel() * (math.e - 1.0))
+            loss = exponential_weighted_loss(prediction, self.target[rows],
+                                             None if self.weight is None else self.weight[rows])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -789,7 +715,7 @@ class TrainingRun:
 
     @classmethod
     def from_state(cls, predictor: BONASPredictor, state: Mapping[str, Any]) -> "TrainingRun":
-        network = predictor._new_network()
+        network = predictor.new_network()
         network.load_state_dict(state["network"])
         run = cls(predictor, [Architecture.from_json(a) for a in state["archs"]], state["target"],
                   state["weight"], network, state["total"], seed=0)

@@ -64,13 +64,11 @@ Example:
 from __future__ import annotations
 
 import copy
-import warnings
-from typing import Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import gpytorch
 import numpy as np
 import torch
-from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import LinearKernel
@@ -81,6 +79,8 @@ from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
 from raynas.architecture import Architecture
+from raynas.bo.fitting import diagnostics_to_log, fit_mll
+from raynas.bo.pending import kriging_believer
 from raynas.kernels.grouped import GroupedEncoding, GroupedKernel, Grouping, grouped_encoding
 from raynas.spaces.base import SearchSpace
 
@@ -168,8 +168,7 @@ class GPNASModel:
 
     def _new_gp(self, X: Tensor, Y: Tensor, covar_module=None, mean_module=None) -> SingleTaskGP:
         likelihood = GaussianLikelihood(noise_constraint=GreaterThan(self.noise_lower_bound))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # BoTorch's input-scaling advice does not apply to encodings
+        with diagnostics_to_log():  # BoTorch's input-scaling advice does not apply to encodings
             gp = SingleTaskGP(
                 X, Y, likelihood=likelihood, covar_module=covar_module or self._new_kernel(),
                 mean_module=mean_module or ConstantMean(), outcome_transform=None,
@@ -200,16 +199,10 @@ class GPNASModel:
         gp.mean_module.constant.data.zero_()
 
     def _fit_mll(self, gp: SingleTaskGP) -> None:
-        mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
-        with warnings.catch_warnings(), gpytorch.settings.max_cholesky_size(MAX_CHOLESKY):
-            warnings.simplefilter("ignore")
-            try:
-                fit_gpytorch_mll(
-                    mll, optimizer_kwargs={"options": {"maxiter": self.fit_maxiter}}, max_attempts=2,
-                )
-            except Exception:  # a failed fit keeps the previous (or initial) hyperparameters
-                gp.load_state_dict(self._hyper) if self._hyper is not None else None
-        gp.eval()
+        """Maximum marginal likelihood; a failed fit keeps the previous (or initial) hyperparameters."""
+        with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY):
+            fit_mll(ExactMarginalLogLikelihood(gp.likelihood, gp), what="GP-NAS GP", maxiter=self.fit_maxiter,
+                    fallback=self._hyper, max_attempts=2)
 
     # ------------------------------------------------------------ fitting
     def fit(
@@ -282,8 +275,8 @@ class GPNASModel:
     def condition_on_pending(self, archs: Sequence[Architecture]) -> "GPNASModel":
         """A copy conditioned on ``archs`` at their posterior mean (kriging believer).
 
-        Uses BoTorch's ``condition_on_observations`` (a fantasy model with
-        low-rank cache updates). The variance, which drives mutual-information
+        The engine's kriging believer (:func:`raynas.bo.pending.kriging_believer`:
+        BoTorch's ``condition_on_observations``, low-rank cache updates). The variance, which drives mutual-information
         sampling, does not depend on the believed values, so this is exact for
         variance-based selection.
         """
@@ -291,16 +284,31 @@ class GPNASModel:
         if not archs:
             return self
         X = self.encode(archs)
-        gp = self.gp
-        with torch.no_grad():
-            gp.posterior(X)  # builds the prediction caches that the fantasy update extends
-            believed = self._mean_std(X)
-            fantasy = gp.condition_on_observations(X, believed.unsqueeze(-1))
-        fantasy.eval()
+        with diagnostics_to_log():
+            fantasy = kriging_believer(self.gp, X, mean=self._mean_std(X))
         other = copy.copy(self)
         other.gp = fantasy
         other.num_pending = self.num_pending + len(archs)
         return other
+
+    # ------------------------------------------------------ hyperparameters
+    @property
+    def hyperparameters(self) -> dict[str, Tensor] | None:
+        """The last fit's hyperparameters (a ``state_dict`` without caches), or ``None`` before the first."""
+        return self._hyper
+
+    def load_hyperparameters(self, hyper: Mapping[str, Any] | None) -> None:
+        """Set the hyperparameters (from :attr:`hyperparameters`, as lists or tensors); the next
+        :meth:`fit` without ``refit`` uses them, and kernel caches keyed on :attr:`version` go stale."""
+        self._hyper = None if hyper is None else {k: torch.as_tensor(v, dtype=DTYPE) for k, v in hyper.items()}
+        self.version += 1
+        self.gp = None
+
+    def cross_covariance(self, X: Tensor, start: int = 0) -> Tensor:
+        """``K(X, train[start:])`` under the current hyperparameters (kernel columns to cache)."""
+        self._check_fitted()
+        with torch.no_grad():
+            return self.gp.covar_module(X, self.gp.train_inputs[0][start:]).to_dense()
 
     # -------------------------------------------------------- prediction
     @property

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from raynas.search.nasbot import torch_threads
+from raynas.bo.threads import torch_threads
 from raynas.kernels.otmann import OTMANN, OTMANNDistances, OTMANNKernel, label_cost, project_psd
 from raynas.spaces import NB201Space
 from raynas.spaces.layer_graph import layer_graph

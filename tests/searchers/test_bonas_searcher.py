@@ -70,14 +70,14 @@ def test_amortized_retraining_is_spread_over_the_next_k_suggestions():
     searcher = BONASSearcher(NB201Space(), metric="acc", mode="max", seed=0, amortize_above=15, **FAST)
     search = searcher.search
     drive(searcher, 0, 21)  # the 21st suggestion (20 observations) starts a retraining
-    run = search.predictor.run
+    run = search.predictor.training_run
     assert run is not None and search.started_at == 20 and search.trained_at == 10
     per_suggestion = math.ceil(run.total / search.retrain_every)
     assert run.done == per_suggestion
     drive(searcher, 21, 30)  # nine more slices complete it: the new network is in use
-    assert search.predictor.run is None and search.predictor.trainings == 2 and search.trained_at == 20
+    assert search.predictor.training_run is None and search.predictor.trainings == 2 and search.trained_at == 20
     drive(searcher, 30, 31)
-    assert search.predictor.run is not None and search.started_at == 30
+    assert search.predictor.training_run is not None and search.started_at == 30
 
 
 def test_pending_trials_are_fantasised_and_concurrent_suggestions_differ():
@@ -101,13 +101,13 @@ def test_early_stopped_observations_are_data_but_never_the_incumbent():
     archs = [search.suggest(f"t{k}") for k in range(4)]
     for k, (arch, fidelity, val) in enumerate(zip(archs, (2, 1, 2, 1), (0.5, 0.9, 0.7, 0.1))):
         search.complete(f"t{k}", val, fidelity=fidelity)
-    data, scores, full = search.training_data()
-    assert data == archs and full == [True, False, True, False]
+    data = search.model_data()
+    assert data.archs == archs and data.full.tolist() == [True, False, True, False]
     dropping = BONAS(space, mode="min", seed=0, low_fidelity="drop", **FAST)
     for k, (arch, fidelity) in enumerate(zip(archs, (2, 1, 2, 1))):
         dropping.add_evaluated(arch, float(k), fidelity=fidelity)
-    data, scores, full = dropping.training_data()
-    assert data == [archs[0], archs[2]] and scores == [-0.0, -2.0]  # oriented: larger is better
+    data = dropping.model_data()
+    assert data.archs == [archs[0], archs[2]] and data.values.tolist() == [-0.0, -2.0]  # oriented: larger is better
 
 
 def test_save_restore_mid_search_continues_identically(tmp_path):
@@ -115,7 +115,7 @@ def test_save_restore_mid_search_continues_identically(tmp_path):
     a = BONASSearcher(space, metric="acc", mode="max", seed=5, amortize_above=15, **FAST)
     drive(a, 0, 23)  # the second GCN training is in progress
     a.suggest("running")  # a trial live at the snapshot
-    assert a.search.predictor.run is not None
+    assert a.search.predictor.training_run is not None
     path = tmp_path / "searcher-state.pkl"
     a.save(str(path))
     assert os.listdir(tmp_path) == ["searcher-state.pkl"]

@@ -14,7 +14,7 @@ from raynas.spaces import NB201Space
 from raynas.spaces.macro import MacroMLPSpace
 from raynas.trainables import TabularTrainable
 
-SMALL = dict(num_init=5, ea_parents=4, ea_elite=2, ea_children=8, ea_random=4, ea_generations=2, refit_every=5)
+SMALL = dict(num_initial=5, ea_parents=4, ea_elite=2, ea_children=8, ea_random=4, ea_generations=2, refit_every=5)
 
 
 def value(arch):

@@ -135,7 +135,7 @@ def test_isomorphic_nb201_cells_get_equal_embeddings_only_when_pruned():
     assert space.is_isomorphic(a, b)
     for prune, equal in ((True, True), (False, False)):
         predictor = BONASPredictor(space, hidden=32, layers=4, prune=prune, seed=0)
-        predictor.network = predictor._new_network()
+        predictor.network = predictor.new_network()
         with torch.no_grad():
             emb = predictor.network.gcn(predictor.batch([a, b]))
         assert torch.allclose(emb[0], emb[1], atol=1e-6) is equal
@@ -263,7 +263,7 @@ def test_predictor_learns_held_out_cells():
     # the synthetic objective scores every edge, dead ones included: encode the unpruned cell
     settings = dict(hidden=32, head_hidden=32, epochs=300, prune=False, seed=0)
     predictor = BONASPredictor(space, **settings)
-    predictor.network = predictor._new_network()
+    predictor.network = predictor.new_network()
     with torch.no_grad():
         untrained = predictor.network(predictor.batch(test)).numpy()
     predictor.fit(train, [synthetic_value(a) for a in train])

@@ -15,7 +15,10 @@ import pickle
 import tempfile
 from typing import Any, ClassVar, Mapping
 
+import numpy as np
 from ray.tune.search import Searcher
+from ray.tune.search.sample import Categorical, Domain, Float, Integer
+from ray.tune.search.variant_generator import parse_spec_vars
 
 from raynas.architecture import Architecture
 from raynas.search.base import ArchitectureSearch, SearchStateError
@@ -24,6 +27,39 @@ from raynas.spaces.base import SearchSpace
 SAVE_FORMAT = "raynas-searcher/1"
 #: Config key holding the 0-based index of a suggestion within its search.
 SUGGESTION_KEY = "suggestion"
+#: Tune domains a raynas searcher samples beside the architecture.
+SUPPORTED_DOMAINS = (Float, Integer, Categorical)
+
+
+class UnsupportedSearchSpaceError(ValueError):
+    """A ``param_space`` entry that a raynas searcher cannot search (named in the message)."""
+
+
+def tune_domains(config: Mapping[str, Any]) -> list[tuple[tuple[str, ...], Domain]]:
+    """The Tune domains of ``param_space`` as ``(path, domain)``, checked before any trial starts.
+
+    Continuous, integer and categorical domains (``tune.uniform``,
+    ``tune.loguniform``, ``tune.randint``, ``tune.choice``, ...) are supported;
+    grid searches, ``tune.sample_from`` functions and the keys raynas itself
+    sets (``arch``, ``suggestion``) raise :class:`UnsupportedSearchSpaceError`
+    naming the key.
+    """
+    _, domains, grids = parse_spec_vars(dict(config))
+    for path, _ in grids:
+        raise UnsupportedSearchSpaceError(
+            f"param_space[{'/'.join(path)!r}] is a tune.grid_search: raynas searchers sample each "
+            "trial's settings, they do not enumerate grids; use tune.choice([...]) instead"
+        )
+    for path, domain in domains:
+        if path[0] in ("arch", SUGGESTION_KEY):
+            raise UnsupportedSearchSpaceError(
+                f"param_space[{path[0]!r}] is set by the raynas searcher; remove it from param_space")
+        if not isinstance(domain, SUPPORTED_DOMAINS):
+            raise UnsupportedSearchSpaceError(
+                f"param_space[{'/'.join(path)!r}] is a {type(domain).__name__} domain, which raynas searchers "
+                "cannot sample; use tune.uniform/loguniform/randint/choice (or a constant)"
+            )
+    return [(tuple(path), domain) for path, domain in domains]
 
 
 class RaynasSearcher(Searcher):
@@ -32,7 +68,14 @@ class RaynasSearcher(Searcher):
     Suggested configs are ``{"arch": <architecture JSON>, "suggestion": k}``
     (k counts this search's suggestions from 0, so results can be put back in
     the order the searcher chose them); Tune merges the constant entries of
-    ``param_space`` (e.g. training settings) into them.
+    ``param_space`` (e.g. training settings) into them. Tune *domains* in
+    ``param_space`` (``"lr": tune.loguniform(1e-3, 1e-1)``) are searched
+    jointly with the architecture: each suggestion samples them from a
+    generator seeded by the search's seed (saved with the state), so every
+    trial receives plain values within the domain. (The surrogates model the
+    architecture only; these hyperparameters are sampled, not modelled.)
+    Unsupported entries (grid searches, ``sample_from``) are rejected when
+    the Tuner starts, naming the key.
 
     Each method's searcher is a subclass that names its Ray-free class in
     :attr:`search_class`; its options are that class's keyword arguments, passed
@@ -93,6 +136,8 @@ class RaynasSearcher(Searcher):
         if mode is not None:
             search.mode = mode  # type: ignore[assignment]
         self.max_concurrent: int = 0
+        self.domains: list[tuple[tuple[str, ...], Domain]] = []
+        self._domain_rng = np.random.default_rng([0 if search.seed is None else int(search.seed), 4099])
 
     @property
     def space(self):
@@ -113,7 +158,10 @@ class RaynasSearcher(Searcher):
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict, **spec: Any
     ) -> bool:
-        """Take metric and mode from ``TuneConfig`` unless given to the constructor."""
+        """Take metric and mode from ``TuneConfig`` unless given to the constructor, and the Tune
+        domains of ``param_space`` (see the class docstring; unsupported ones raise
+        :class:`UnsupportedSearchSpaceError` naming the key)."""
+        self.domains = tune_domains(config or {})
         if self._metric is None and metric is not None:
             self._metric = metric
         if self._mode is None and mode is not None:
@@ -140,7 +188,14 @@ class RaynasSearcher(Searcher):
         arch = self.search.suggest(trial_id)
         if arch is None:
             return Searcher.FINISHED
-        return {**arch.to_config(), SUGGESTION_KEY: index}
+        config: dict[str, Any] = {**arch.to_config(), SUGGESTION_KEY: index}
+        for path, domain in self.domains:
+            node = config
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            value = domain.sample(random_state=self._domain_rng)
+            node[path[-1]] = value.item() if isinstance(value, np.generic) else value
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.search.report(trial_id, result.get(self._metric), result.get("training_iteration"))
@@ -172,6 +227,8 @@ class RaynasSearcher(Searcher):
             "mode": self._mode,
             "max_concurrent": self.max_concurrent,
             "search": self.search.state_dict(),
+            "domains": self.domains,
+            "domain_rng": self._domain_rng.bit_generator.state,
         }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
@@ -181,6 +238,9 @@ class RaynasSearcher(Searcher):
         self._mode = state["mode"]
         self.max_concurrent = state["max_concurrent"]
         self.search.load_state_dict(state["search"])
+        self.domains = list(state.get("domains", []))
+        if "domain_rng" in state:
+            self._domain_rng.bit_generator.state = state["domain_rng"]
 
     def save(self, checkpoint_path: str) -> None:
         """Write the state to exactly one file, atomically (temp file + rename)."""

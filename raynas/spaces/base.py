@@ -165,7 +165,8 @@ class SearchSpace(ABC):
         """
         graph = self.pruned_graph(arch)
         with warnings.catch_warnings():  # networkx >= 3.5 notes that directed hashes changed
-            warnings.simplefilter("ignore", UserWarning)
+            warnings.filterwarnings("ignore", message="The hashes produced for directed graphs changed",
+                                    category=UserWarning)
             return nx.weisfeiler_lehman_graph_hash(graph, node_attr=OP_ATTR, iterations=len(graph))
 
     def is_isomorphic(self, a: Architecture, b: Architecture) -> bool:

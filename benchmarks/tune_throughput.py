@@ -80,17 +80,22 @@ def main(argv: list[str] | None = None) -> int:
             report["searchers"][name] = block
             print(f"{name}: {block['trials']} trials in {seconds:.1f} s = {block['trials_per_second']:.2f} trials/s",
                   flush=True)
+            write(report, args.out)  # after each searcher: a measurement cut short keeps what it has
     finally:
         ray.shutdown()
+    print(f"wrote {os.path.abspath(args.out)}")
+    return 0
+
+
+def write(report: dict, path: str) -> None:
     ref = report["searchers"].get("random", {}).get("trials_per_second")
     for block in report["searchers"].values():
         block["ratio_to_random"] = block["trials_per_second"] / ref if ref else None
     report["load_after"] = os.getloadavg()[0]
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as handle:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(f"{path}.tmp", "w") as handle:
         json.dump(report, handle, indent=2)
-    print(f"wrote {os.path.abspath(args.out)}")
-    return 0
+    os.replace(f"{path}.tmp", path)
 
 
 if __name__ == "__main__":

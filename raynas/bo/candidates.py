@@ -16,6 +16,8 @@ Implementations, as the papers use them:
   multi-edit mutations of them and random architectures (GP-NAS on large spaces).
 * :class:`EvolutionaryOptimizer`: NASBOT's evolutionary acquisition optimiser
   over the space's modifiers.
+* :class:`MutationPool`: random multi-edit mutations of the best observations
+  plus random architectures (ESNAC's compressions around the best students).
 
 Example:
     >>> pool = EvolutionaryPool(size=100).generate(search, ranked)  # doctest: +SKIP
@@ -263,3 +265,44 @@ class EvolutionaryOptimizer(CandidateGenerator):
         if not scored:
             return None
         return max(scored, key=lambda a: scored[a])
+
+
+@dataclass
+class MutationPool(CandidateGenerator):
+    """Random mutations around the ``parents`` best observations, plus fresh random architectures.
+
+    Each candidate is, with probability ``random_fraction``, a uniform sample
+    of the space; otherwise a random one of the ``parents`` best observations
+    (or the space's reference architecture, e.g. a teacher, when there is no
+    observation) mutated 1 to ``max_edits`` times. Up to ``size`` distinct
+    unseen candidates from ``4 * size`` draws. ESNAC's candidates (§3.3:
+    compression operations around the best students); a mutation the space
+    refuses (:class:`~raynas.spaces.base.InvalidArchitectureError`) is skipped.
+    """
+
+    size: int = 64
+    parents: int = 4
+    max_edits: int = 3
+    random_fraction: float = 0.2
+    reference: Architecture | None = None
+
+    def generate(self, search: "ArchitectureSearch", population: Ranked) -> list[Architecture]:
+        space, rng = search.space, search.rng
+        ranked = sorted(population, key=lambda m: -m[1])
+        parents = [arch for arch, _ in ranked[: self.parents]] or ([self.reference] if self.reference else [])
+        out: dict[Architecture, None] = {}
+        for _ in range(4 * self.size):
+            if len(out) >= self.size:
+                break
+            if not parents or rng.random() < self.random_fraction:
+                arch = space.sample(rng)
+            else:
+                arch = parents[int(rng.integers(len(parents)))]
+                try:
+                    for _ in range(int(rng.integers(1, self.max_edits + 1))):
+                        arch = space.mutate(arch, rng)
+                except InvalidArchitectureError:
+                    continue
+            if not search.is_seen(arch):
+                out.setdefault(arch)
+        return list(out)

@@ -12,8 +12,11 @@ save/restore) that adds, once for every method:
   fidelity seen (``full``);
 * **the initial design**: uniformly random unseen architectures while fewer
   than ``num_initial`` suggestions were made (evaluated, failed or pending:
-  the random start counts towards the budget, as in BONAS's protocol) or the
-  data hold fewer than two distinct values (a model needs a contrast);
+  the random start counts towards the budget, as in BONAS's protocol), while
+  fewer than ``min_observations`` results are in, or while the data hold
+  fewer than two distinct values (a model needs a contrast). With one
+  worker the first two conditions coincide; with many, ``min_observations``
+  says how much data a method's model needs before it may steer;
 * **the outcome transform**: :class:`~raynas.bo.outcome.RankWarp` (or none),
   fitted on the data at each proposal;
 * **fitting** with one fallback policy (:func:`raynas.bo.fitting.fit_mll`), the
@@ -88,6 +91,7 @@ class BayesianOptimization(ArchitectureSearch):
     Args:
         space: the search space.
         num_initial: random suggestions before the model is used (counted in the budget).
+        min_observations: results needed before the model is used (at least 2).
         warping: outcome transform of the oriented values: ``"normal"``, ``"uniform"``,
             ``"minmax"`` (:class:`~raynas.bo.outcome.RankWarp`) or ``"none"``.
         num_threads: torch intra-op threads while modelling (``None``: leave as is).
@@ -103,17 +107,19 @@ class BayesianOptimization(ArchitectureSearch):
         space: SearchSpace,
         *,
         num_initial: int = 10,
+        min_observations: int = 2,
         warping: str = "normal",
         num_threads: int | None = 1,
         **kwargs: Any,
     ) -> None:
-        if num_initial < 1:
-            raise ValueError(f"num_initial must be >= 1, got {num_initial}")
+        if num_initial < 1 or min_observations < 2:
+            raise ValueError(f"need num_initial >= 1 and min_observations >= 2, got {num_initial}, {min_observations}")
         if warping not in (*KINDS, "none"):
             raise ValueError(f"warping must be one of {[*KINDS, 'none']}, got {warping!r}")
         kwargs.setdefault("max_attempts", 1)
         super().__init__(space, **kwargs)
         self.num_initial = int(num_initial)
+        self.min_observations = int(min_observations)
         self.warping = warping
         self.num_threads = num_threads
         self.outcome: RankWarp | None = None if warping == "none" else RankWarp(warping)  # type: ignore[arg-type]
@@ -152,9 +158,11 @@ class BayesianOptimization(ArchitectureSearch):
         return y
 
     def initial_design(self, data: ModelData) -> bool:
-        """The one initial-design rule: random while ``num_initial`` suggestions are not made
-        or the data hold fewer than :attr:`min_distinct` distinct values."""
-        return self.num_suggested < self.num_initial or data.distinct < self.min_distinct
+        """The one initial-design rule: random while ``num_initial`` suggestions are not made,
+        fewer than ``min_observations`` results are in, or the data hold fewer than
+        :attr:`min_distinct` distinct values."""
+        return (self.num_suggested < self.num_initial or len(data) < self.min_observations
+                or data.distinct < self.min_distinct)
 
     # ---------------------------------------------------------------- the loop
     def propose(self) -> Architecture:

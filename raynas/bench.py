@@ -11,6 +11,15 @@ A *query* is one distinct architecture evaluated; *queries to optimum*
 counts queries until an architecture with the table's optimal objective
 value is evaluated. A run stops at the optimum once it has also passed the
 last reporting point (``test_at``), since nothing after that is measured.
+``test_at`` holds only the reporting points within ``max_queries``.
+
+Each seed's *incumbent trace* (``traces`` in the JSON, one list per seed in
+seed order) lists ``[queries, best objective so far, test metric of that
+incumbent]`` at every improvement (the test metric ``null`` without one), so
+regret curves (``optimum - best so far``) can be drawn at any budget: between
+points, and after the last one up to ``max_queries``, the best stays where it
+is. :func:`plot_bench` (``raynas bench --plot FILE.png``) draws their median
+and quartiles per searcher.
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ class RunRecord:
     suggest_seconds: list[float] = field(default_factory=list)
     cpu_seconds: float = 0.0
     queries: int = 0
+    #: ``[queries, best objective so far, test metric of that incumbent (NaN without one)]`` at every improvement
+    trace: list[list[float]] = field(default_factory=list)
 
 
 def run_one(
@@ -90,6 +101,7 @@ def run_one(
         if bench.is_better(value, best_value):
             best_value = value
             best_test = bench.value(arch, bench.test_metric) if bench.test_metric else float("nan")
+            record.trace.append([queries, best_value, best_test])
         if queries in TEST_AT:
             record.test_at[queries] = best_test
         if record.queries_to_optimum is None and value == optimum_value:
@@ -114,12 +126,18 @@ def _queries_summary(found: Sequence[int | None], max_queries: int) -> dict:
     }
 
 
+def reported_budgets(max_queries: int) -> list[int]:
+    """The :data:`TEST_AT` budgets a report with ``max_queries`` holds (none above the budget)."""
+    return [k for k in TEST_AT if k <= max_queries]
+
+
 def summarise(records: Sequence[RunRecord], max_queries: int) -> dict:
     """The per-searcher block of the bench JSON."""
     suggest = np.concatenate([r.suggest_seconds for r in records]) if records else np.array([])
     return {
         **_queries_summary([r.queries_to_optimum for r in records], max_queries),
-        "test_at": {str(k): _nanmean([r.test_at[k] for r in records]) for k in TEST_AT},
+        "test_at": {str(k): _nanmean([r.test_at[k] for r in records]) for k in reported_budgets(max_queries)},
+        "traces": [[[int(q), float(best), _finite_or_none(test)] for q, best, test in r.trace] for r in records],
         "suggest_seconds": {
             "p50": float(np.percentile(suggest, 50)) if suggest.size else None,
             "p95": float(np.percentile(suggest, 95)) if suggest.size else None,
@@ -250,15 +268,20 @@ def join_reports(reports: Sequence[dict]) -> dict:
             "suggest_seconds": suggest,
             "searcher_cpu_seconds": sum(b["searcher_cpu_seconds"] * w for b, w in zip(blocks, weights)) / sum(weights),
         }
+        if all("traces" in block for block in blocks):  # parts written before traces existed have none
+            joined["searchers"][name]["traces"] = [trace for block in blocks for trace in block["traces"]]
     return joined
 
 
 def summary_line(name: str, block: dict) -> str:
     """One searcher's block of a report as one line of text."""
     p95 = block["suggest_seconds"].get("p95")
+    test_at = block["test_at"]
+    # test@100 as always; a budget below 100 reports its largest reporting point instead
+    at = "100" if "100" in test_at or not test_at else max(test_at, key=int)
     return (f"{name}: mean queries to optimum {block['mean_queries_to_optimum']:.2f} "
             f"(median {block['median_queries_to_optimum']:.1f}, found {block['found_fraction']:.0%}), "
-            f"test@100 {block['test_at'].get('100')}, suggest p95 "
+            f"test@{at} {test_at.get(at)}, suggest p95 "
             + (f"{p95:.2e} s" if p95 is not None else "n/a"))
 
 
@@ -281,6 +304,134 @@ def _jsonable(options: Mapping[str, Any]) -> dict[str, Any]:
             value = repr(value)
         out[key] = value
     return out
+
+
+def _step_lookup(trace: Sequence[Sequence[Any]], column: int, queries: np.ndarray) -> np.ndarray:
+    """Entry ``column`` of the last trace point at or before each of ``queries`` (NaN before the first)."""
+    out = np.full(len(queries), np.nan)
+    if not trace:
+        return out
+    at = np.array([point[0] for point in trace], dtype=float)
+    values = np.array([np.nan if point[column] is None else point[column] for point in trace], dtype=float)
+    index = np.searchsorted(at, queries, side="right") - 1
+    seen = index >= 0
+    out[seen] = values[index[seen]]
+    return out
+
+
+def regret_curves(report: Mapping[str, Any], name: str, queries: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Regret (``optimum - best so far``; ``best - optimum`` when minimising) of every seed of searcher ``name``.
+
+    One row per seed (in seed order), one column per entry of ``queries``; NaN
+    before a seed's first query. Read off the report's ``traces``: the best
+    carries forward between improvements and after the last one.
+    """
+    block = report["searchers"][name]
+    if "traces" not in block:
+        raise ValueError(f"the report's {name!r} block has no incumbent traces (written by an older raynas bench)")
+    sign = 1.0 if report.get("mode", "max") == "max" else -1.0
+    queries = np.asarray(queries, dtype=float)
+    best = np.array([_step_lookup(trace, 1, queries) for trace in block["traces"]]).reshape(-1, len(queries))
+    return sign * (float(report["optimum"]) - best)
+
+
+def incumbent_test_curves(report: Mapping[str, Any], name: str,
+                          queries: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Test metric of each seed's incumbent after ``queries`` queries (rows: seeds); NaN where unknown."""
+    traces = report["searchers"][name].get("traces", [])
+    queries = np.asarray(queries, dtype=float)
+    return np.array([_step_lookup(trace, 2, queries) for trace in traces]).reshape(-1, len(queries))
+
+
+def _quartiles(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """25th, 50th and 75th percentiles over seeds (rows), ignoring NaN; NaN where no seed has a value."""
+    out = []
+    for p in (25, 50, 75):
+        column = np.full(curves.shape[1], np.nan)
+        seen = np.isfinite(curves).any(axis=0) if curves.size else np.zeros(curves.shape[1], bool)
+        if seen.any():
+            column[seen] = np.nanpercentile(curves[:, seen], p, axis=0)
+        out.append(column)
+    return out[0], out[1], out[2]
+
+
+def plot_bench(report: Mapping[str, Any], path: str | os.PathLike) -> str:
+    """Median and quartile regret curves of every searcher of a bench report (log y-axis); returns the path.
+
+    Regret is ``optimum - best so far`` (``best - optimum`` when minimising),
+    from the report's incumbent ``traces``. Regret 0 (the optimum found) has
+    no place on a log axis: it is drawn at a dotted floor line marked
+    "optimum found". With a test metric, a second panel shows the median and
+    quartiles of the incumbent's test metric. The x-axis is logarithmic from
+    1,000 queries on.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    max_queries = int(report["max_queries"])
+    log_x = max_queries >= 1000
+    if log_x:
+        queries = np.unique(np.geomspace(1, max_queries, 400).round().astype(int))
+    else:
+        queries = np.arange(1, max_queries + 1)
+    names = list(report["searchers"])
+    regrets = {name: regret_curves(report, name, queries) for name in names}
+    positive = np.concatenate([r[np.isfinite(r) & (r > 0)] for r in regrets.values()] + [np.array([])])
+    floor = float(10 ** (np.floor(np.log10(positive.min())) - 1)) if positive.size else 1e-3
+    tests = {name: incumbent_test_curves(report, name, queries) for name in names}
+    with_test = bool(report.get("test_metric")) and any(np.isfinite(t).any() for t in tests.values())
+    fig, axes = plt.subplots(1, 2 if with_test else 1, figsize=(12.5 if with_test else 7, 4.8), dpi=120,
+                             squeeze=False)
+    ax = axes[0, 0]
+    for k, name in enumerate(names):
+        q1, median, q3 = _quartiles(np.maximum(regrets[name], floor))
+        color = f"C{k % 10}"
+        seeds = len(report["searchers"][name]["traces"])
+        ax.plot(queries, median, color=color, lw=2, label=f"{name} (median, {seeds} seeds)")
+        ax.fill_between(queries, q1, q3, color=color, alpha=0.2, lw=0)
+    ax.axhline(floor, color="0.4", ls=":", lw=1)
+    ax.annotate("optimum found (regret 0)", (0.01, floor), xycoords=("axes fraction", "data"),
+                xytext=(0, 2), textcoords="offset points", va="bottom", fontsize=8, color="0.3")
+    ax.set_yscale("log")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlim(1, max_queries)
+    ax.set_xlabel("queries (distinct architectures evaluated)")
+    ax.set_ylabel(f"regret of {report['objective']}")
+    ax.set_title(f"regret = optimum ({report['optimum']:g}) − best so far; bands: quartiles", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper right")
+    if with_test:
+        ax = axes[0, 1]
+        for k, name in enumerate(names):
+            if not np.isfinite(tests[name]).any():
+                continue
+            q1, median, q3 = _quartiles(tests[name])
+            color = f"C{k % 10}"
+            ax.plot(queries, median, color=color, lw=2, label=name)
+            ax.fill_between(queries, q1, q3, color=color, alpha=0.2, lw=0)
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlim(1, max_queries)
+        ax.set_xlabel("queries (distinct architectures evaluated)")
+        ax.set_ylabel(str(report["test_metric"]))
+        ax.set_title("test metric of the best-by-objective architecture so far", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"{os.path.basename(str(report['table']))}: {report.get('seeds')} seeds, "
+                 f"concurrency {report.get('concurrency')}", fontsize=11)
+    fig.tight_layout()
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _nanmean(values: Sequence[float]) -> float | None:

@@ -248,3 +248,83 @@ def test_bench_numbers_equal_those_of_the_tune_searchers_on_the_real_table(nb201
             record = run_one(real, name, seed, max_queries, concurrency, options)
             got = (record.queries_to_optimum, record.test_at, record.queries)
             assert got == _tune_searcher_run(real, name, seed, max_queries, concurrency, options), (seed, concurrency)
+
+
+# ------------------------------------------------------------- incumbent traces, budgets, regret plot
+def test_traces_record_every_improvement(bench):
+    import numpy as np
+
+    from raynas.bench import regret_curves
+
+    report = run_bench(bench, ["random", "regevo"], seeds=3, max_queries=400, concurrency=2, progress=False)
+    report = json.loads(json.dumps(report))  # as written to disk
+    for name, block in report["searchers"].items():
+        assert len(block["traces"]) == 3
+        for trace, found in zip(block["traces"], block["queries_to_optimum"]):
+            queries = [q for q, _, _ in trace]
+            best = [b for _, b, _ in trace]
+            assert queries[0] == 1 and queries == sorted(set(queries)) and all(q <= 400 for q in queries)
+            assert best == sorted(set(best))  # strictly better at every point (maximising)
+            assert all(test == pytest.approx(value + 1.0) for _, value, test in trace)  # synthetic: test = val + 1
+            if found is not None:
+                assert trace[-1][:2] == [found, pytest.approx(report["optimum"])]
+        curves = regret_curves(report, name, [1, 50, 400])
+        assert curves.shape == (3, 3) and (curves >= 0).all()
+        assert (np.diff(curves, axis=1) <= 0).all()  # regret never grows
+        for row, found in zip(curves, block["queries_to_optimum"]):
+            assert (row[-1] == 0) == (found is not None)
+
+
+def test_test_at_only_within_the_budget(bench):
+    report = run_bench(bench, ["regevo"], seeds=2, max_queries=80, progress=False)
+    block = report["searchers"]["regevo"]
+    assert set(block["test_at"]) == {"50"}  # 100 and 150 would only repeat the best after 80 queries
+    from raynas.bench import summary_line
+
+    assert "test@50 " in summary_line("regevo", block)
+    full = run_bench(bench, ["regevo"], seeds=2, max_queries=150, progress=False)
+    assert set(full["searchers"]["regevo"]["test_at"]) == {"50", "100", "150"}
+
+
+def test_join_reports_concatenates_traces(bench):
+    kwargs = dict(max_queries=200, concurrency=2, progress=False)
+    whole = run_bench(bench, ["random"], seeds=3, **kwargs)["searchers"]["random"]["traces"]
+    head = run_bench(bench, ["random"], seeds=1, **kwargs)
+    tail = run_bench(bench, ["random"], seeds=2, first_seed=1, **kwargs)
+    joined = join_reports([json.loads(json.dumps(tail)), json.loads(json.dumps(head))])
+    assert joined["searchers"]["random"]["traces"] == json.loads(json.dumps(whole))
+    old = json.loads(json.dumps(head))
+    del old["searchers"]["random"]["traces"]  # a part written before traces existed
+    assert "traces" not in join_reports([old, tail])["searchers"]["random"]
+
+
+def test_cli_bench_plot(synthetic_nb201_csv, tmp_path, capsys):
+    out, plot = tmp_path / "b.json", tmp_path / "plots" / "regret.png"
+    code = main(["bench", "--table", str(synthetic_nb201_csv), "--objective", "val_200", "--test-metric", "test_200",
+                 "--searchers", "random,regevo", "--seeds", "3", "--max-queries", "300", "--out", str(out),
+                 "--quiet", "--plot", str(plot)])
+    assert code == 0 and plot.stat().st_size > 20_000
+    assert f"wrote {plot}" in capsys.readouterr().out
+    from PIL import Image
+
+    with Image.open(plot) as image:
+        assert image.size[0] > 1000  # regret and test-metric panels side by side
+
+
+def test_plot_bench_minimising_and_without_test_metric(tmp_path):
+    """Regret of a minimised objective is best - optimum; a report without a test metric has one panel."""
+    import pandas as pd
+
+    from raynas.bench import plot_bench, regret_curves
+
+    rows = [{"a": a, "b": b, "loss": 10 * a + b + 1} for a in range(4) for b in range(5)]
+    path = tmp_path / "pos.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    table = TabularBenchmark.from_csv(path, "loss", space="positional", position_columns=["a", "b"], mode="min")
+    report = run_bench(table, ["random"], seeds=4, max_queries=20, progress=False)
+    curves = regret_curves(report, "random", range(1, 21))
+    assert (curves >= 0).all() and (curves[:, -1] == 0).all()  # the whole space: every seed finds the optimum
+    from PIL import Image
+
+    with Image.open(plot_bench(report, tmp_path / "min.png")) as image:
+        assert image.size[0] < 1000

@@ -13,6 +13,16 @@ column under the name of the benchmark's **objective** column. The column that
 value came from is reported as ``"fidelity"`` and its training budget as
 ``"epochs"``. Only the last rung's result holds the true objective value;
 earlier results hold the lower-fidelity proxy under the same key.
+
+**Every other number of the row.** Beside the objective, each result carries
+the row's other numeric columns under their own names (parameters, FLOPs, an
+index, ...: :attr:`TabularBenchmark.numeric_columns`), so they reach Tune's
+results, ``results.csv`` and ``raynas analyze`` (value against params / FLOPs).
+Metric columns are held back until the trial has "trained" for them: a
+fidelity column appears from its own rung on, the test metric only with the
+last rung. Columns that would clash with a key Tune or this trainable sets
+(``training_iteration``, ``done``, ``epochs``, ...) are not copied; the
+objective key and ``training_iteration``, which ASHA compares, are untouched.
 """
 
 from __future__ import annotations
@@ -22,9 +32,18 @@ import time
 from typing import Any
 
 from ray import tune
+from ray.tune.result import (
+    AUTO_RESULT_KEYS, DONE, EXPERIMENT_TAG, RESULT_DUPLICATE, SHOULD_CHECKPOINT, TRIAL_ID, TRIAL_INFO,
+)
 
 from raynas.architecture import Architecture
 from raynas.benchmarks.tabular import TabularBenchmark
+
+#: Result keys a table column never overwrites: Tune's own, and those :class:`TabularTrainable` sets itself.
+RESERVED_KEYS: frozenset[str] = frozenset(AUTO_RESULT_KEYS) | {
+    DONE, TRIAL_ID, EXPERIMENT_TAG, SHOULD_CHECKPOINT, RESULT_DUPLICATE, TRIAL_INFO, "experiment_id", "date",
+    "fidelity", "epochs", "arch_str",
+}
 
 
 class TabularTrainable(tune.Trainable):
@@ -32,7 +51,8 @@ class TabularTrainable(tune.Trainable):
 
     Step ``k`` (0-based) answers ``benchmark.fidelities[k]``; the last step
     answers the objective, adds the test metric (under its own column name)
-    when the benchmark has one, and sets ``done=True``.
+    when the benchmark has one, and sets ``done=True``. Every step also
+    reports the row's other numeric columns (see the module doc).
     """
 
     def setup(
@@ -63,15 +83,38 @@ class TabularTrainable(tune.Trainable):
             )
         self.benchmark = benchmark
         self.seconds_per_epoch = seconds
+        self._plan_columns()
         self._read_config(config)
+
+    def _plan_columns(self) -> None:
+        """Which numeric columns go into every result, and which only from a given rung on (once per actor)."""
+        bench = self.benchmark
+        rung_of = {rung.column: k for k, rung in enumerate(bench.fidelities)}
+        test_metric = bench.test_metric if bench.test_metric != bench.objective else None
+        self._static_columns: list[str] = []
+        #: per rung k: the metric columns first reported at rung k (a fidelity's own column; the test metric last)
+        self._new_columns: list[list[str]] = [[] for _ in bench.fidelities]
+        for column in bench.numeric_columns:
+            if column in RESERVED_KEYS or column == bench.objective:
+                continue
+            if column in rung_of:
+                self._new_columns[rung_of[column]].append(column)
+            elif column == test_metric:
+                self._new_columns[-1].append(column)
+            else:
+                self._static_columns.append(column)
+        if test_metric and test_metric not in bench.numeric_columns:  # numbers stored as text, say
+            self._new_columns[-1].append(test_metric)
 
     def _read_config(self, config: dict[str, Any]) -> None:
         """Parse and look up the architecture (UnknownArchitectureError if it is not a row)."""
         arch = Architecture.from_config(config)
         self.benchmark.space.validate(arch)
-        self.benchmark.row(arch)  # raises UnknownArchitectureError naming the architecture
+        row = self.benchmark.numeric_row(arch)  # raises UnknownArchitectureError naming the architecture
         self.arch = arch
         self.arch_str = self.benchmark.space.describe(arch)
+        self._row = row
+        self._static = {column: row[column] for column in self._static_columns}
         self._rung = 0
 
     @property
@@ -90,17 +133,17 @@ class TabularTrainable(tune.Trainable):
         previous_epochs = rungs[self._rung - 1].epochs if self._rung > 0 else 0.0
         if self.seconds_per_epoch > 0:
             time.sleep(self.seconds_per_epoch * max(0.0, rung.epochs - previous_epochs))
-        result: dict[str, Any] = {
-            self.benchmark.objective: self.benchmark.value(self.arch, rung.column),
-            "fidelity": rung.column,
-            "epochs": rung.epochs,
-            "arch_str": self.arch_str,
-        }
+        result: dict[str, Any] = dict(self._static)
+        for new_columns in self._new_columns[: self._rung + 1]:  # metric columns of the rungs reached so far
+            for column in new_columns:
+                value = self._row.get(column)
+                result[column] = value if value is not None else self.benchmark.value(self.arch, column)
+        result[self.benchmark.objective] = self.benchmark.value(self.arch, rung.column)
+        result["fidelity"] = rung.column
+        result["epochs"] = rung.epochs
+        result["arch_str"] = self.arch_str
         self._rung += 1
         if self._rung == len(rungs):
-            test_metric = self.benchmark.test_metric
-            if test_metric and test_metric != self.benchmark.objective:
-                result[test_metric] = self.benchmark.value(self.arch, test_metric)
             result["done"] = True
         return result
 

@@ -212,6 +212,36 @@ class TabularBenchmark:
         row = self.row(arch)
         return {column: float(values[row]) for column, values in self._values.items()}
 
+    @property
+    def numeric_columns(self) -> list[str]:
+        """Every numeric column of the table (integers and floats, not booleans), in table order.
+
+        The metric columns (objective, test metric, fidelities) and any other
+        numbers the table holds (parameters, FLOPs, an index, ...).
+        """
+        return list(self._numeric_arrays())
+
+    def numeric_row(self, arch: Architecture) -> dict[str, float | int]:
+        """Every :attr:`numeric_columns` value of ``arch``'s row by column name (a new dict per call).
+
+        Integer columns give ``int``, float columns ``float`` (NaN where the table has no value).
+        """
+        row = self.row(arch)
+        return {column: values[row].item() for column, values in self._numeric_arrays().items()}
+
+    def _numeric_arrays(self) -> dict[str, np.ndarray]:
+        """Column name -> its values as a NumPy array, for every numeric column (built once, on first use)."""
+        arrays = self.__dict__.get("_numeric_cache")
+        if arrays is None:
+            arrays = {
+                str(column): self.frame[column].to_numpy()
+                for column in self.frame.columns
+                if pd.api.types.is_numeric_dtype(self.frame[column].dtype)
+                and not pd.api.types.is_bool_dtype(self.frame[column].dtype)
+            }
+            self.__dict__["_numeric_cache"] = arrays
+        return arrays
+
     def best_index(self, column: str | None = None) -> int:
         values = self._values[column or self.objective]
         return int(np.argmax(values) if self.mode == "max" else np.argmin(values))

@@ -247,3 +247,85 @@ def test_digits_under_tune_with_checkpoint_and_reuse(ray_session, tmp_path):
             restored = DigitsTrainable(config=result.config)
             restored.load_checkpoint(directory)
             assert restored.epoch == 2
+
+
+# ------------------------------------------------------- tabular: every numeric column of the row
+@pytest.fixture(scope="module")
+def wide_bench() -> TabularBenchmark:
+    """The four archs with the columns a real table has besides its metrics (and two that clash with Tune's keys)."""
+    frame = pd.DataFrame(
+        {
+            "index": [10, 11, 12, 13],
+            "arch_str": [SPACE.describe(a) for a in ARCHS],
+            "val_12": [60.0, 40.0, 10.0, 50.0],
+            "val_200": [91.0, 80.0, 10.0, 83.0],
+            "test_12": [59.0, 41.0, 10.0, 49.0],
+            "test_200": [90.5, 79.0, 10.0, 82.0],
+            "params_M": [1.5, 0.1, 0.0, 0.7],
+            "flops_M": [200.0, 20.0, 1.0, 90.0],
+            "training_iteration": [7, 7, 7, 7],  # a table column named like Tune's keys is not copied
+            "done": [1, 1, 1, 1],
+            "note": ["a", "b", "c", "d"],  # text: not a number, not reported
+            "flag": [True, False, True, False],  # booleans are not numeric columns
+        }
+    )
+    return TabularBenchmark(frame, SPACE, ARCHS, "val_200", test_metric="test_200",
+                            fidelities=[Fidelity("val_12", 12)], objective_epochs=200)
+
+
+def test_numeric_columns_and_row(wide_bench):
+    assert wide_bench.numeric_columns == ["index", "val_12", "val_200", "test_12", "test_200", "params_M",
+                                          "flops_M", "training_iteration", "done"]
+    row = wide_bench.numeric_row(ARCHS[3])
+    assert row["index"] == 13 and isinstance(row["index"], int)
+    assert row["params_M"] == 0.7 and isinstance(row["params_M"], float) and row["val_200"] == 83.0
+    with pytest.raises(UnknownArchitectureError):
+        wide_bench.numeric_row(SPACE.make(["avg_pool_3x3"] * 6))
+
+
+def test_tabular_reports_every_numeric_column(wide_bench):
+    """Params, FLOPs, ... at every rung; a fidelity column from its rung on; the test metric only at the end."""
+    results = run_all(local_tabular(wide_bench)(config=ARCHS[0].to_config()))
+    first, last = results
+    # what ASHA compares is untouched: the objective key holds each rung's value, iterations count rungs
+    assert [r["val_200"] for r in results] == [60.0, 91.0]
+    assert [r["training_iteration"] for r in results] == [1, 2]
+    assert [r["done"] for r in results] == [False, True]
+    for result in results:
+        assert (result["index"], result["params_M"], result["flops_M"], result["test_12"]) == (10, 1.5, 200.0, 59.0)
+        assert result["val_12"] == 60.0
+        assert "note" not in result and "flag" not in result
+    assert "test_200" not in first and last["test_200"] == 90.5
+    assert first["fidelity"] == "val_12" and last["fidelity"] == "val_200"
+
+
+def test_tabular_every_column_through_checkpoint_and_reset(wide_bench):
+    cls = local_tabular(wide_bench)
+    trainable = cls(config=ARCHS[0].to_config())
+    trainable.step()
+    assert trainable.reset_config(ARCHS[3].to_config()) is True
+    first = trainable.step()
+    assert (first["params_M"], first["index"], first["val_12"], first["val_200"]) == (0.7, 13, 50.0, 50.0)
+    resumed = cls(config=ARCHS[1].to_config())
+    resumed.load_checkpoint({"rung": 1})
+    last = resumed.step()
+    assert (last["val_12"], last["val_200"], last["test_200"], last["params_M"]) == (40.0, 80.0, 79.0, 0.1)
+
+
+def test_tabular_steps_stay_fast(nb201_table_path):
+    """Thousands of tabular trials a second: reporting every column must not slow a trial down."""
+    import time
+
+    real = TabularBenchmark.from_csv(nb201_table_path, "cifar10valid_val_acc_200ep",
+                                     test_metric="cifar10_test_acc_200ep",
+                                     fidelities="cifar10valid_val_acc_12ep:12", objective_epochs=200)
+    trainable = local_tabular(real)(config=real.architectures[0].to_config())
+    configs = [a.to_config() for a in real.architectures[:2000]]
+    start = time.perf_counter()
+    for config in configs:
+        trainable.reset_config(config)
+        trainable.step()
+        result = trainable.step()
+    took = time.perf_counter() - start
+    assert {"params_M_cifar10", "flops_M_cifar10", "nb201_index", "cifar10_test_acc_200ep"} <= set(result)
+    assert took < 2.0, f"2000 tabular trials took {took:.2f} s"

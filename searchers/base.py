@@ -215,9 +215,38 @@ class RaynasSearcher(Searcher):
         pruned: bool = False,
         intermediate_values: list | None = None,
     ) -> None:
-        """Feed an evaluation made elsewhere (Tune's optional hook)."""
+        """Feed an evaluation made elsewhere (Tune's optional hook).
+
+        The fidelity is the number of ``intermediate_values`` when Tune gives
+        them (one per reported result), else unknown; :meth:`add_evaluated_trials`
+        keeps each trial's own ``training_iteration``.
+        """
         if not error:
-            self.search.add_evaluated(Architecture.from_config(parameters), value)
+            fidelity = float(len(intermediate_values)) if intermediate_values else None
+            self.search.add_evaluated(Architecture.from_config(parameters), value, fidelity=fidelity)
+
+    def add_evaluated_trials(self, trials_or_analysis: Any, metric: str) -> None:
+        """Warm start from earlier trials (a ``Trial``, a list of them, or an ``ExperimentAnalysis``),
+        keeping the fidelity each value was measured at (its result's ``training_iteration``).
+
+        Tune's own implementation drops the fidelity, so a trial ASHA stopped at
+        12 epochs would pass for a full evaluation. Errored trials and trials
+        without the metric are skipped.
+        """
+        from ray.tune.experiment import Trial
+
+        if isinstance(trials_or_analysis, Trial):
+            trials = [trials_or_analysis]
+        elif isinstance(trials_or_analysis, (list, tuple)):
+            trials = list(trials_or_analysis)
+        else:
+            trials = list(trials_or_analysis.trials)
+        for trial in trials:
+            result = trial.last_result or {}
+            if trial.status == Trial.ERROR or metric not in result or "arch" not in trial.config:
+                continue
+            self.search.add_evaluated(Architecture.from_config(trial.config), result[metric],
+                                      fidelity=result.get("training_iteration"))
 
     # ---------------------------------------------------------- save/restore
     def get_state(self) -> dict[str, Any]:

@@ -140,3 +140,19 @@ def test_search_in_uri_storage_reports_resumes_and_reloads(ray_session, syntheti
     assert len(reloaded) == 4 and loaded_spec.storage == uri and loaded_spec.name == "remote"
     again, _ = run_search(loaded_spec, resume=True, verbose=False)  # a finished search resumes as done
     assert len(again) == 4
+
+
+def test_warm_start_from_earlier_trials_keeps_each_fidelity(ray_session, bench, tmp_path):
+    searcher = make_searcher("random", bench.space, seed=1)
+    results = make_tuner(bench, searcher, tmp_path, "first", num_samples=16).fit()
+    frame = results.get_dataframe()
+    assert (frame["training_iteration"] == 1).any()  # ASHA stopped some at the 12-epoch rung
+    fresh = make_searcher("bonas", bench.space, metric=bench.objective, mode="max", seed=0)
+    fresh.add_evaluated_trials(results._experiment_analysis, bench.objective)
+    fidelity = {Architecture.from_json(a): float(t) for a, t in zip(frame["config/arch"], frame["training_iteration"])}
+    observations = fresh.search.observations
+    assert len(observations) == 16
+    assert all(o.fidelity == fidelity[o.arch] for o in observations)
+    # the engine's data mark the 12-epoch values as not full fidelity
+    data = fresh.search.model_data()
+    assert sorted(data.full.tolist()) == sorted((frame["training_iteration"] == 2).tolist())

@@ -14,17 +14,14 @@ import threading
 from typing import Sequence
 
 from raynas.benchmarks.tabular import BenchmarkError
+from raynas.cli_args import add_data_location_arguments
+from raynas.compress import add_compress_parser  # imports neither torch nor Ray
+from raynas.methods import COMPRESSION_ONLY, check_methods, ordinary_methods  # imports no method, no Ray
 
-SEARCHER_NAMES = "random, regevo, ..."
-
-
-def add_data_location_arguments(p: argparse.ArgumentParser) -> None:
-    """``--data-dir`` and ``--download``: where the image data sets live, for ``search`` and ``compress``."""
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="directory holding (or receiving, with --download) the CIFAR data; "
-                   "default $RAYNAS_DATA_DIR or ~/raynas_data on each node")
-    p.add_argument("--download", action="store_true",
-                   help="download a missing CIFAR data set into --data-dir (never done otherwise)")
+#: The searcher names usable on ordinary spaces, for help texts (from the registry, raynas.methods).
+SEARCHER_NAMES = ", ".join(ordinary_methods()) + "".join(
+    f"; {name} only through 'raynas compress'" for name in sorted(COMPRESSION_ONLY)
+)
 
 
 def _search_parser(sub: argparse._SubParsersAction) -> None:
@@ -77,8 +74,16 @@ def _search_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _analyze_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("analyze", help="reload an experiment, print its summary, write table and plot")
-    p.add_argument("directory", metavar="DIR", help="experiment directory printed by 'raynas search'")
+    p = sub.add_parser(
+        "analyze", help="reload experiments, print their summaries, write tables, plots and report.html",
+        description="Reload finished or interrupted experiments. Each DIR gets results.csv, best_so_far.png "
+        "(regret against the table's optimum for tabular runs), pareto.png (value against params/FLOPs), "
+        "best_arch.png and a self-contained report.html. With several DIRs, comparison.html and "
+        "comparison.png overlay the runs (in --out).",
+    )
+    p.add_argument("directories", nargs="+", metavar="DIR", help="experiment directory printed by 'raynas search'")
+    p.add_argument("--out", metavar="DIR",
+                   help="where the comparison of several runs goes; default the first DIR")
 
 
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
@@ -88,7 +93,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-metric", metavar="COL")
     p.add_argument("--space", default="nb201", help="space of the table's rows; default nb201")
     p.add_argument("--mode", choices=("max", "min"), default="max")
-    p.add_argument("--searchers", default="random,regevo", help="comma-separated searcher names")
+    p.add_argument("--searchers", default="random,regevo",
+                   help=f"comma-separated searcher names ({SEARCHER_NAMES}); default random,regevo")
     p.add_argument("--seeds", type=int, default=10, help="number of seeds; default 10")
     p.add_argument("--first-seed", type=int, default=0,
                    help="first seed (default 0): disjoint ranges split a measurement over processes")
@@ -96,6 +102,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--out", default="bench.json", metavar="FILE.json")
     p.add_argument("--quiet", action="store_true", help="no per-seed progress lines")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="also draw median/quartile regret curves of all searchers (log scale) into FILE.png")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,8 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
     _search_parser(sub)
     _analyze_parser(sub)
     _bench_parser(sub)
-    from raynas.compress import add_compress_parser  # imports neither torch nor Ray
-
     add_compress_parser(sub)
     return parser
 
@@ -168,14 +174,43 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from raynas.analysis import format_summary, write_report
-    from raynas.searchers.experiment import load_results
+    import dataclasses
+    import tempfile
 
-    results, spec, metric, mode = load_results(args.directory)
-    summary = write_report(results.get_dataframe(), metric, mode, spec.experiment_dir,  # type: ignore[arg-type]
-                           title=f"{spec.searcher} on {spec.name}")
-    print(f"experiment: {spec.experiment_dir}")
-    print(format_summary(summary, metric))
+    from raynas.analysis import format_summary, prepare_run, write_comparison, write_run_report
+    from raynas.searchers.experiment import filesystem, is_uri, join_location, load_results
+
+    def write_at(location: str, write):
+        """``write(local_dir)`` into ``location``: directly, or through a local copy for remote storage."""
+        if not is_uri(location):
+            return write(location)
+        import pyarrow.fs
+
+        fs, path = filesystem(location)
+        with tempfile.TemporaryDirectory() as local:
+            written = write(local)
+            pyarrow.fs.copy_files(local, path, destination_filesystem=fs)
+        for key in ("results_csv", "plot", "report"):
+            if written.get(key):
+                written[key] = join_location(location, os.path.basename(str(written[key])))
+        return written
+
+    runs = []
+    for directory in args.directories:
+        results, spec, metric, mode = load_results(directory)
+        title = f"{spec.searcher} on {spec.name}"
+        run = prepare_run(results.get_dataframe(), metric, mode,  # type: ignore[arg-type]
+                          spec=dataclasses.asdict(spec), label=title, directory=spec.experiment_dir)
+        summary = write_at(spec.experiment_dir,
+                           lambda local, run=run, title=title: write_run_report(run, local, title))
+        print(f"experiment: {spec.experiment_dir}")
+        print(format_summary(summary, metric))
+        runs.append(run)
+    if len(runs) > 1:
+        out = args.out or runs[0].directory
+        compared = write_at(out, lambda local: write_comparison(runs, local))
+        location = compared["report"] if not is_uri(out) else join_location(out, "comparison.html")
+        print(f"comparison of {len(runs)} runs: {location}")
     return 0
 
 
@@ -183,27 +218,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from raynas.bench import run_bench, summary_line
     from raynas.benchmarks.tabular import TabularBenchmark
 
+    # names first: a typo fails in a moment, before the table is loaded (tables are ordinary spaces)
+    names = check_methods([n.strip() for n in args.searchers.split(",") if n.strip()], compression_ok=False)
+    if not names:
+        raise ValueError(f"--searchers names no searcher; choose from {', '.join(ordinary_methods())}")
     bench = TabularBenchmark.from_csv(
         args.table, args.objective, space=args.space, mode=args.mode, test_metric=args.test_metric
     )
-    names = [n.strip() for n in args.searchers.split(",") if n.strip()]
-    from raynas.searchers import SEARCHERS
-
-    unknown = [n for n in names if n not in SEARCHERS]
-    if unknown:
-        raise ValueError(f"unknown searcher(s) {unknown}; choose from {sorted(SEARCHERS)}")
     report = run_bench(bench, names, args.seeds, args.max_queries, args.concurrency, args.out,
                        progress=not args.quiet, first_seed=args.first_seed)
     for name, block in report["searchers"].items():
         print(summary_line(name, block))
     print(f"wrote {os.path.abspath(args.out)}")
+    if args.plot:
+        from raynas.bench import plot_bench
+
+        print(f"wrote {os.path.abspath(plot_bench(report, args.plot))}")
     return 0
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
     from raynas.compress import cmd_compress as run_compress
 
-    return run_compress(args)
+    # SIGTERM (ray job stop, Kubernetes) stops a compress run gracefully too, so --resume continues it.
+    return run_compress(args, on_ray_started=_stop_gracefully_on_sigterm)
 
 
 COMMANDS = {"search": cmd_search, "analyze": cmd_analyze, "bench": cmd_bench, "compress": cmd_compress}

@@ -2,7 +2,13 @@
 
 The pieces for the ``raynas`` CLI: :func:`add_compress_parser` adds the
 sub-command, :func:`cmd_compress` runs it; :func:`main` runs it stand-alone
-(``python -m raynas.compress ...``). Ray is imported only inside
+(``python -m raynas.compress ...``). A run is a
+:class:`~raynas.searchers.experiment.CompressSpec` experiment, run, saved and
+resumed by :mod:`raynas.searchers.experiment` exactly like ``raynas search``
+(``raynas.json``, Tune's state, ``results.csv``), plus the teacher's
+``state_dict`` in ``teacher.pt``: ``raynas compress --resume`` continues a run
+with that teacher, ``raynas analyze DIR`` reads it. This module does not import
+:mod:`raynas.cli` (the CLI imports it). Ray is imported only inside
 :func:`cmd_compress` and torch only by the functions that use it, so the core
 stays importable without Ray and ``raynas --help`` stays fast.
 
@@ -31,7 +37,9 @@ import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from raynas.cli_args import add_data_location_arguments
 
 if TYPE_CHECKING:  # torch is imported by the functions, so that `raynas --help` stays fast
     import torch
@@ -188,8 +196,6 @@ def train_teacher_images(model: nn.Module, datasets: Any, epochs: int, lr: float
 
 def add_compress_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``compress`` to the ``raynas`` sub-commands (returns its parser)."""
-    from raynas.cli import add_data_location_arguments
-
     p = subparsers.add_parser(
         "compress", help="compress a teacher network with ESNAC on Ray Tune (digits, CIFAR; CPUs or GPUs)",
         description="Search for a smaller student of --teacher by ESNAC (Cao et al., ICLR 2019): students are "
@@ -233,12 +239,49 @@ def add_compress_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--save-kernels", metavar="FILE", help="write ESNAC's learned kernels here (for transfer)")
     p.add_argument("--kernels", metavar="FILE", help="start ESNAC from kernels saved by --save-kernels")
     p.add_argument("--storage", default="raynas_results",
-                   help="where trials are stored: a directory (shared by every node on a cluster) or a URI "
-                   "such as s3://bucket/path; default raynas_results")
-    p.add_argument("--name", default=None, help="experiment name; default compress-<searcher>-<seed>")
+                   help="where experiments are kept: a directory (shared by every node on a cluster) or a URI "
+                   "such as s3://bucket/path; default raynas_results. The run writes <storage>/<name>/: Tune's "
+                   "state, raynas.json, teacher.pt (the teacher's state_dict), results.csv, best_so_far.png")
+    p.add_argument("--name", default=None,
+                   help="experiment name; default compress-<searcher>-<seed>-<date>-<time>")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run --name (or the latest compress run under --storage) with "
+                   "its saved settings and teacher.pt (the teacher is not trained again); the other options "
+                   "except --out and --save-kernels are ignored")
     p.add_argument("--out", metavar="FILE.json", help="write the best student's summary here")
     return p
+
+
+def teacher_module(spec: str, dataset: str = "digits", *, stem: str = "cifar", seed: int = 0) -> nn.Module:
+    """The network of ``--teacher`` ``spec`` before any loading or training: ``digits-cnn`` and torchvision
+    teachers with fresh (seeded) weights, a saved module as it was saved.
+
+    What a teacher's ``state_dict`` loads into: :func:`load_teacher` starts from it, and a resumed
+    compression run loads its saved ``teacher.pt`` into it.
+    """
+    import torch
+    from torch import nn
+
+    images = dataset != "digits"
+    if spec == "digits-cnn":
+        if images:
+            raise ValueError(f"teacher 'digits-cnn' is for --dataset digits; for {dataset} use a torchvision "
+                             f"teacher ({', '.join(TORCHVISION_TEACHERS[:2])}, ...) or a saved module")
+        return digits_teacher(seed=seed)
+    if spec in TORCHVISION_TEACHERS:
+        if not images:
+            raise ValueError(f"torchvision teacher {spec!r} needs 3x32x32 images: pass --dataset cifar10, "
+                             "cifar100 or fake (or use --teacher digits-cnn on digits)")
+        return torchvision_teacher(spec, _NUM_CLASSES[dataset], stem=stem, seed=seed)
+    if not os.path.exists(spec):
+        raise FileNotFoundError(f"teacher {spec!r} is neither 'digits-cnn' nor an existing file, nor a "
+                                f"torchvision name ({', '.join(TORCHVISION_TEACHERS)})")
+    model = torch.load(spec, weights_only=False, map_location="cpu")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{spec} holds a {type(model).__name__}, not an nn.Module "
+                         "(save it with torch.save(model))")
+    return model
 
 
 def load_teacher(spec: str, epochs: int | None, data: Any, seed: int = 0, *, dataset: str = "digits",
@@ -249,46 +292,27 @@ def load_teacher(spec: str, epochs: int | None, data: Any, seed: int = 0, *, dat
     callable returning :class:`raynas.data.vision.ImageDatasets` (called only if the teacher is
     trained here). Raises ValueError for an untrained torchvision teacher on CIFAR.
     """
-    import torch
-    from torch import nn
-
-    images = dataset != "digits"
+    model = teacher_module(spec, dataset, stem=stem, seed=seed)
     if spec == "digits-cnn":
-        if images:
-            raise ValueError(f"teacher 'digits-cnn' is for --dataset digits; for {dataset} use a torchvision "
-                             f"teacher ({', '.join(TORCHVISION_TEACHERS[:2])}, ...) or a saved module")
-        model = digits_teacher(seed=seed)
         if weights:
             load_weights(model, weights)
         epochs = (0 if weights else 15) if epochs is None else epochs
         if epochs:
             train_teacher(model, data, epochs=epochs, seed=seed)
         return model.eval()
-    if spec in TORCHVISION_TEACHERS:
-        if not images:
-            raise ValueError(f"torchvision teacher {spec!r} needs 3x32x32 images: pass --dataset cifar10, "
-                             "cifar100 or fake (or use --teacher digits-cnn on digits)")
-        model = torchvision_teacher(spec, _NUM_CLASSES[dataset], stem=stem, seed=seed)
-        if weights:
-            load_weights(model, weights)
-        elif not epochs and dataset != "fake":
-            raise ValueError(
-                f"teacher {spec!r} has no trained weights: compressing an untrained teacher makes no sense "
-                f"(ESNAC's objective divides by its accuracy). Pass --teacher-weights PATH (a state_dict of "
-                f"{spec} with --teacher-stem {stem} and {_NUM_CLASSES[dataset]} classes; nothing is downloaded) "
-                f"or --teacher-epochs N to train it here first (e.g. 200 on a GPU)"
-            )
-    else:
-        if not os.path.exists(spec):
-            raise FileNotFoundError(f"teacher {spec!r} is neither 'digits-cnn' nor an existing file, nor a "
-                                    f"torchvision name ({', '.join(TORCHVISION_TEACHERS)})")
-        model = torch.load(spec, weights_only=False, map_location="cpu")
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"{spec} holds a {type(model).__name__}, not an nn.Module "
-                             "(save it with torch.save(model))")
+    if spec not in TORCHVISION_TEACHERS:
         if weights:
             load_weights(model, weights)
         return model.eval()  # a saved module is used as it is (--teacher-epochs trains the other kinds)
+    if weights:
+        load_weights(model, weights)
+    elif not epochs and dataset != "fake":
+        raise ValueError(
+            f"teacher {spec!r} has no trained weights: compressing an untrained teacher makes no sense "
+            f"(ESNAC's objective divides by its accuracy). Pass --teacher-weights PATH (a state_dict of "
+            f"{spec} with --teacher-stem {stem} and {_NUM_CLASSES[dataset]} classes; nothing is downloaded) "
+            f"or --teacher-epochs N to train it here first (e.g. 200 on a GPU)"
+        )
     if not weights and not epochs:
         print(f"raynas compress: warning: teacher {spec!r} is untrained (random weights; fine for --dataset fake "
               "smoke tests only)", file=sys.stderr)
@@ -299,99 +323,123 @@ def load_teacher(spec: str, epochs: int | None, data: Any, seed: int = 0, *, dat
     return model.eval()
 
 
-def cmd_compress(args: argparse.Namespace) -> int:
-    """Run ``raynas compress``: train/load the teacher, search on Ray, print (and write) the best student."""
-    import types
+def _compress_spec(args: argparse.Namespace):
+    """The :class:`~raynas.searchers.experiment.CompressSpec` of a new run from the command line."""
+    from raynas.searchers.experiment import CompressSpec
+
+    return CompressSpec(
+        searcher=args.searcher, num_samples=args.num_samples, max_concurrent=args.max_concurrent,
+        scheduler=args.scheduler, seed=args.seed, storage=args.storage, name=args.name, epochs=args.epochs,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        dataset=getattr(args, "dataset", "digits"), data_dir=args.data_dir, download=bool(args.download),
+        teacher=args.teacher, teacher_weights=args.teacher_weights, teacher_stem=args.teacher_stem,
+        teacher_epochs=args.teacher_epochs, batch_size=args.batch_size, lr=args.lr,
+        num_kernels=args.num_kernels, kernels=args.kernels,
+    )
+
+
+def cmd_compress(args: argparse.Namespace, on_ray_started: Callable[[], None] | None = None) -> int:
+    """Run ``raynas compress``: train/load the teacher, search on Ray, print (and write) the best student.
+
+    The run is a :class:`~raynas.searchers.experiment.CompressSpec` experiment, run by
+    :func:`~raynas.searchers.experiment.run_experiment` like ``raynas search``: ``raynas.json``,
+    the teacher's ``state_dict`` (``teacher.pt``), Tune's state, ``results.csv`` and
+    ``best_so_far.png`` in ``<storage>/<name>``, so ``--resume`` continues it and ``raynas analyze``
+    reads it. Everything that can fail without Ray (settings, teacher, data) fails before Ray starts.
+    ``on_ray_started`` runs once Ray is up, before Tune (the CLI installs its SIGTERM handler there).
+    """
+    from raynas.searchers.experiment import (
+        SPEC_FILE, CompressSpec, absolute_location, check_data, exists, join_location, latest_experiment,
+        run_experiment, save_teacher_state,
+    )
+
+    resume = bool(getattr(args, "resume", False))
+    if resume:
+        if args.name:
+            directory = join_location(absolute_location(args.storage), args.name)
+        else:
+            directory = latest_experiment(args.storage, kind="compress")
+        spec = CompressSpec.load(directory)  # a `raynas search` experiment is refused
+        if not exists(spec.teacher_path):
+            raise FileNotFoundError(f"{directory!r} holds no teacher.pt: this compression run never started")
+        print(f"resuming {directory}", file=sys.stderr)
+        check_data(spec)
+    else:
+        spec = _compress_spec(args)
+        teacher_only = bool(getattr(args, "teacher_only", False))
+        if not teacher_only and exists(join_location(spec.experiment_dir, SPEC_FILE)):
+            raise ValueError(f"{spec.experiment_dir} already holds a raynas experiment: continue it with --resume "
+                             "(same --name and --storage) or pick another --name")
+        if spec.kernels and not os.path.exists(spec.kernels):
+            raise FileNotFoundError(f"--kernels {spec.kernels} does not exist")
+        check_data(spec)  # a missing CIFAR data set fails before any training (on local Ray)
+        teacher = _train_or_load_teacher(spec)
+        if args.save_teacher:
+            import torch
+
+            torch.save(teacher.state_dict(), args.save_teacher)
+        if teacher_only:
+            print(json.dumps({"teacher": args.teacher,
+                              "teacher_params": sum(p.numel() for p in teacher.parameters()),
+                              "saved": os.path.abspath(args.save_teacher) if args.save_teacher else None},
+                             indent=2))
+            return 0
+        spec.save()
+        save_teacher_state(spec, teacher)  # the teacher every student (also after --resume) is distilled from
 
     import ray
-    import torch
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
-    from raynas.searchers.base import RaynasSearcher
-    from raynas.searchers.baselines import RandomSearcher
-    from raynas.searchers.esnac import ESNACSearcher
-    from raynas.searchers.experiment import absolute_location, check_cluster_resources
-    from raynas.spaces.compression import CompressionSpace
-    from raynas.trainables.distill import DistillTrainable
-
-    dataset = getattr(args, "dataset", "digits")
-    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
-        raise ValueError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
-    data_dir = os.path.abspath(os.path.expanduser(args.data_dir)) if args.data_dir else None
-    data: Any
-    if dataset == "digits":
-        from raynas.data.digits import load_digits_split
-
-        data = tuple(load_digits_split(0.2, 0))
-    else:
-        from raynas.data.vision import check_dataset, load_image_datasets
-
-        if dataset != "fake" and not args.download and not os.environ.get("RAY_ADDRESS"):
-            check_dataset(dataset, data_dir, download=False)  # fail before any training on local Ray
-
-        def data() -> Any:
-            return load_image_datasets(dataset, data_dir, download=args.download, val_fraction=0.1,
-                                       split_seed=0, fake_size=1024)
-
-    teacher = load_teacher(args.teacher, args.teacher_epochs, data, args.seed, dataset=dataset,
-                           weights=args.teacher_weights, stem=args.teacher_stem)
-    if args.save_teacher:
-        torch.save(teacher.state_dict(), args.save_teacher)
-    if getattr(args, "teacher_only", False):
-        print(json.dumps({"teacher": args.teacher, "teacher_params": sum(p.numel() for p in teacher.parameters()),
-                          "saved": os.path.abspath(args.save_teacher) if args.save_teacher else None}, indent=2))
-        return 0
-    space = CompressionSpace(teacher, DIGITS_SHAPE if dataset == "digits" else CIFAR_SHAPE)
-    searcher: RaynasSearcher
-    if args.searcher == "esnac":
-        searcher = ESNACSearcher(space, seed=args.seed, num_kernels=args.num_kernels, kernels=args.kernels)
-    else:
-        searcher = RandomSearcher(space, seed=args.seed)
     if not ray.is_initialized():
         ray.init(log_to_driver=False, configure_logging=False, include_dashboard=False)
-    check_cluster_resources(types.SimpleNamespace(cpus_per_trial=args.cpus_per_trial,
-                                                  gpus_per_trial=args.gpus_per_trial, wait_for_gpus=0.0))
-    scheduler = (ASHAScheduler(max_t=args.epochs, grace_period=1, reduction_factor=3)
-                 if args.scheduler == "asha" else None)
-    param_space: dict[str, Any] = {"epochs": args.epochs, "seed": args.seed}
-    if dataset != "digits":
-        param_space.update(dataset=dataset, data_dir=data_dir, download=bool(args.download),
-                           device="cuda" if args.gpus_per_trial > 0 else "auto")
-    for key in ("batch_size", "lr"):
-        if getattr(args, key, None) is not None:
-            param_space[key] = getattr(args, key)
-    trainable = tune.with_parameters(DistillTrainable, space=space)
-    if args.cpus_per_trial != 1.0 or args.gpus_per_trial:
-        trainable = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
-    tuner = tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, metric="objective", mode="max",
-                                    num_samples=args.num_samples, max_concurrent_trials=args.max_concurrent,
-                                    reuse_actors=True),
-        run_config=tune.RunConfig(name=args.name or f"compress-{args.searcher}-{args.seed}",
-                                  storage_path=absolute_location(args.storage), verbose=0),
-    )
-    results = tuner.fit()
-    best = results.get_best_result(metric="objective", mode="max", scope="last")
+    if on_ray_started is not None:
+        on_ray_started()
+    results, report, experiment = run_experiment(spec, resume=resume, verbose=False)
+    from raynas.analysis import format_summary
+
+    print(f"experiment: {spec.experiment_dir}\n{format_summary(report, spec.metric)}", file=sys.stderr)
+    try:
+        best = results.get_best_result(metric=spec.metric, mode="max", scope="last")
+    except RuntimeError as exc:
+        raise ValueError(f"no student reported an objective (see {spec.experiment_dir}): {exc}") from exc
     summary: dict[str, Any] = {
         "student": best.metrics.get("arch_str"), "objective": best.metrics["objective"],
         "val_acc": best.metrics["val_acc"], "params": best.metrics["params"],
         "teacher_acc": best.metrics["teacher_acc"], "teacher_params": best.metrics["teacher_params"],
-        "dataset": dataset, "experiment": results.experiment_path,
+        "dataset": spec.dataset, "experiment": spec.experiment_dir, "trials": report["trials"],
+        "results_csv": report.get("results_csv"), "teacher_state": spec.teacher_path,
     }
-    if args.save_kernels and args.searcher == "esnac":
+    if args.save_kernels and spec.searcher == "esnac":
+        searcher = experiment.searcher
         try:
-            searcher.save_kernels(args.save_kernels)  # type: ignore[attr-defined]
+            if searcher is None:
+                raise RuntimeError("the searcher Tune ran is not reachable")
+            searcher.save_kernels(args.save_kernels)
             summary["kernels"] = os.path.abspath(args.save_kernels)
-        except RuntimeError as exc:  # too few students for a BO step
+        except RuntimeError as exc:  # too few students for a BO step (or none since --resume)
             print(f"raynas compress: no kernels written: {exc}", file=sys.stderr)
     print(json.dumps(summary, indent=2))
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(summary, handle, indent=2)
     return 0
+
+
+def _train_or_load_teacher(spec: Any) -> nn.Module:
+    """The teacher of a new run, as :func:`load_teacher` gets it (trained here if asked), in the driver."""
+    data: Any
+    if spec.dataset == "digits":
+        from raynas.data.digits import load_digits_split
+
+        data = tuple(load_digits_split(0.2, 0))
+    else:
+        from raynas.data.vision import load_image_datasets
+
+        def data() -> Any:
+            return load_image_datasets(spec.dataset, spec.data_dir, download=spec.download, val_fraction=0.1,
+                                       split_seed=0, fake_size=1024)
+
+    return load_teacher(spec.teacher, spec.teacher_epochs, data, spec.seed, dataset=spec.dataset,
+                        weights=spec.teacher_weights, stem=spec.teacher_stem)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,13 @@
-"""Run, resume and reload a raynas search with Ray Tune (what ``raynas search`` / ``analyze`` do).
+"""Run, resume and reload a raynas experiment with Ray Tune (what ``raynas search`` / ``compress`` /
+``analyze`` do).
 
 An experiment directory (``<storage>/<name>``) holds Tune's own state plus
 ``raynas.json``: the :class:`SearchSpec` that built it, so that ``--resume``
 and ``raynas analyze`` rebuild exactly the same trainable, metric and mode.
+A compression run (``raynas compress``) is a :class:`CompressSpec` (``"kind":
+"compress"`` in ``raynas.json``) and also keeps the teacher it compresses, as a
+``state_dict`` in ``teacher.pt``: resuming loads that file instead of training
+the teacher again, so every student of a run is distilled from the same teacher.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import posixpath
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import ray
 from ray import tune
@@ -26,6 +31,8 @@ from raynas.registry import make_space
 from raynas.searchers import make_searcher
 
 SPEC_FILE = "raynas.json"
+#: The teacher of a compression run (a ``state_dict``), next to ``raynas.json``.
+TEACHER_FILE = "teacher.pt"
 #: Data sets of real-training searches (``SearchSpec.dataset``).
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "fake")
 
@@ -70,6 +77,10 @@ class SearchSpec:
     data_dir: str | None = None
     download: bool = False
     wait_for_gpus: float = 0.0
+    #: What built the experiment, saved in ``raynas.json`` (``"search"``; :class:`CompressSpec`: ``"compress"``).
+    kind: str = dataclasses.field(default="search", init=False)
+    #: Tune's ``RunConfig(verbose=...)`` (``raynas compress`` keeps stdout for its JSON summary).
+    tune_verbose: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
         if self.scheduler not in ("asha", "none"):
@@ -90,8 +101,7 @@ class SearchSpec:
             raise ValueError(f"gpus_per_trial above 1 must be a whole number, got {self.gpus_per_trial}")
         if self.wait_for_gpus < 0:
             raise ValueError(f"wait_for_gpus must be >= 0 seconds, got {self.wait_for_gpus}")
-        if self.searcher == "esnac":
-            raise ValueError("the esnac searcher compresses a teacher network: use `raynas compress`, not `raynas search`")
+        self._check_searcher()
         self.storage = absolute_location(self.storage)
         if self.benchmark is not None:
             self.benchmark = os.path.abspath(self.benchmark)
@@ -101,6 +111,19 @@ class SearchSpec:
         if self.name is None:
             source = self.dataset if self.benchmark is None else os.path.splitext(os.path.basename(self.benchmark))[0]
             self.name = f"{self.searcher}-{source}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def _check_searcher(self) -> None:
+        if self.searcher == "esnac":
+            raise ValueError("the esnac searcher compresses a teacher network: use `raynas compress`, not `raynas search`")
+
+    @property
+    def metric(self) -> str:
+        """The result key the search optimises (in direction :attr:`mode`)."""
+        return str(self.objective) if self.benchmark is not None else "val_acc"
+
+    def searcher_options(self) -> dict[str, Any]:
+        """Keyword arguments of the searcher besides space, metric and mode."""
+        return {"seed": self.seed}
 
     @property
     def experiment_dir(self) -> str:
@@ -125,7 +148,14 @@ class SearchSpec:
             )
         with fs.open_input_stream(spec_path) as handle:
             data = json.loads(handle.read().decode())
-        known = {f.name for f in dataclasses.fields(cls)}
+        kind = data.pop("kind", "search")
+        if kind not in SPEC_KINDS:
+            raise ValueError(f"{experiment_dir!r}: unknown kind of raynas experiment {kind!r} in {SPEC_FILE}")
+        if not issubclass(SPEC_KINDS[kind], cls):  # CompressSpec.load of a `raynas search` experiment
+            raise ValueError(f"{experiment_dir!r} is a `raynas {kind}` experiment, not a `raynas {cls.kind}` one: "
+                             f"resume it with `raynas {kind} --resume`")
+        cls = SPEC_KINDS[kind]  # SearchSpec.load of a compression run gives its CompressSpec
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
         data = {k: v for k, v in data.items() if k in known}
         # The directory may have moved since (copied from a cluster, say): trust where it is now.
         location = experiment_dir.rstrip("/") if is_uri(experiment_dir) else os.path.abspath(experiment_dir)
@@ -133,6 +163,127 @@ class SearchSpec:
             os.path.dirname(location), "", os.path.basename(location))
         data["storage"], data["name"] = storage, name
         return cls(**data)
+
+
+@dataclass
+class CompressSpec(SearchSpec):
+    """A ``raynas compress`` run: ESNAC (or random search) over the compressions of a teacher network.
+
+    Shares :class:`SearchSpec`'s storage, saving, resuming and reporting; the
+    trials are :class:`raynas.trainables.distill.DistillTrainable` students,
+    maximising ESNAC's ``objective``. ``teacher`` is ``digits-cnn``, a torchvision
+    name (:data:`raynas.compress.TORCHVISION_TEACHERS`) or the path of a saved
+    module; the teacher actually used is the ``state_dict`` saved in the
+    experiment directory (:func:`save_teacher_state`), so ``teacher_weights`` and
+    ``teacher_epochs`` only record how it was obtained. ``kernels`` (ESNAC's
+    transferred kernels) is read when the run starts, not on resume (the searcher
+    then continues from its own saved state). ``epochs`` is the distillation budget
+    per student (ASHA's maximum); ``batch_size`` / ``lr`` ``None`` keep
+    :class:`~raynas.trainables.distill.DistillTrainable`'s defaults.
+    """
+
+    searcher: str = "esnac"
+    space: str = "compression"
+    num_samples: int = 40
+    max_concurrent: int = 4
+    grace_period: int = 1
+    epochs: int | None = 3
+    teacher: str = "digits-cnn"
+    teacher_weights: str | None = None
+    teacher_stem: str = "cifar"
+    teacher_epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    num_kernels: int = 4
+    kernels: str | None = None
+    kind: str = dataclasses.field(default="compress", init=False)
+    tune_verbose: ClassVar[int] = 0
+
+    def __post_init__(self) -> None:
+        from raynas.compress import TORCHVISION_TEACHERS
+
+        if self.benchmark is not None:
+            raise ValueError("a compression run trains students: it takes no benchmark table")
+        if self.mode != "max":
+            raise ValueError(f"a compression run maximises ESNAC's objective: mode must be 'max', got {self.mode!r}")
+        if self.epochs is None or self.epochs < 1:
+            raise ValueError(f"epochs (distillation epochs per student) must be >= 1, got {self.epochs}")
+        if self.num_kernels < 1:
+            raise ValueError(f"num_kernels must be >= 1, got {self.num_kernels}")
+        if self.teacher_stem not in ("cifar", "imagenet"):
+            raise ValueError(f"teacher stem must be 'cifar' or 'imagenet', got {self.teacher_stem!r}")
+        if self.teacher != "digits-cnn" and self.teacher not in TORCHVISION_TEACHERS:
+            self.teacher = os.path.abspath(os.path.expanduser(self.teacher))  # a saved module
+        for key in ("teacher_weights", "kernels"):
+            if getattr(self, key) is not None:
+                setattr(self, key, os.path.abspath(os.path.expanduser(getattr(self, key))))
+        if self.name is None:
+            self.name = f"compress-{self.searcher}-{self.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        super().__post_init__()
+
+    def _check_searcher(self) -> None:
+        if self.searcher not in ("esnac", "random"):
+            raise ValueError(f"a compression run searches with 'esnac' or 'random', not {self.searcher!r}")
+
+    @property
+    def metric(self) -> str:
+        return "objective"
+
+    def searcher_options(self) -> dict[str, Any]:
+        if self.searcher == "esnac":
+            return {"seed": self.seed, "num_kernels": self.num_kernels, "kernels": self.kernels}
+        return {"seed": self.seed}
+
+    @property
+    def teacher_path(self) -> str:
+        """Where the run's teacher ``state_dict`` is kept (a path or URI)."""
+        return join_location(self.experiment_dir, TEACHER_FILE)
+
+
+#: ``raynas.json``'s ``kind`` -> the spec class that reads it.
+SPEC_KINDS: dict[str, type[SearchSpec]] = {"search": SearchSpec, "compress": CompressSpec}
+
+
+def exists(location: str) -> bool:
+    """Whether a file or directory exists at a path or URI."""
+    import pyarrow.fs
+
+    fs, path = filesystem(location)
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def save_teacher_state(spec: CompressSpec, teacher: Any) -> str:
+    """Write ``teacher``'s ``state_dict`` to :attr:`CompressSpec.teacher_path`; returns that location."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(teacher.state_dict(), buffer)
+    fs, path = filesystem(spec.experiment_dir)
+    fs.create_dir(path, recursive=True)
+    with fs.open_output_stream(posixpath.join(path, TEACHER_FILE)) as out:
+        out.write(buffer.getvalue())
+    return spec.teacher_path
+
+
+def load_saved_teacher(spec: CompressSpec) -> Any:
+    """The teacher of a compression run: its module rebuilt (untrained) and the saved ``state_dict`` loaded."""
+    import io
+
+    import torch
+
+    from raynas.compress import teacher_module
+
+    if not exists(spec.teacher_path):
+        raise FileNotFoundError(f"{spec.experiment_dir!r} holds no {TEACHER_FILE}: the compression run's teacher "
+                                "was never saved (did it ever start?)")
+    fs, path = filesystem(spec.teacher_path)
+    with fs.open_input_stream(path) as handle:
+        state = torch.load(io.BytesIO(handle.read()), map_location="cpu", weights_only=True)
+    model = teacher_module(spec.teacher, spec.dataset, stem=spec.teacher_stem, seed=spec.seed)
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def is_uri(location: str) -> bool:
@@ -168,11 +319,17 @@ class Experiment:
     mode: str
     max_t: int
     benchmark: TabularBenchmark | None
+    #: The searcher's space when not the registry's ``spec.space`` (a compression run's teacher space).
+    space: Any = None
+    #: The searcher Tune runs (set by :func:`build_tuner` / :func:`restore_tuner`).
+    searcher: Any = None
 
 
 def build_experiment(spec: SearchSpec) -> Experiment:
     """The trainable (with resources), its constant config, metric, mode and epoch budget."""
     resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
+    if isinstance(spec, CompressSpec):
+        return _build_compress_experiment(spec, resources)
     if spec.benchmark is not None:
         from raynas.trainables.tabular import TabularTrainable
 
@@ -217,6 +374,26 @@ def build_experiment(spec: SearchSpec) -> Experiment:
         tune.with_resources(trainable, resources), param_space, "val_acc", "max",
         int(param_space["epochs"]), None,
     )
+
+
+def _build_compress_experiment(spec: CompressSpec, resources: dict[str, float]) -> Experiment:
+    """Students of the saved teacher (:func:`load_saved_teacher`), distilled by ``DistillTrainable``."""
+    from raynas.compress import CIFAR_SHAPE, DIGITS_SHAPE
+    from raynas.spaces.compression import CompressionSpace
+    from raynas.trainables.distill import DistillTrainable
+
+    teacher = load_saved_teacher(spec)
+    space = CompressionSpace(teacher, DIGITS_SHAPE if spec.dataset == "digits" else CIFAR_SHAPE)
+    param_space: dict[str, Any] = {"epochs": spec.epochs, "seed": spec.seed}
+    if spec.dataset != "digits":
+        param_space.update(dataset=spec.dataset, data_dir=spec.data_dir, download=bool(spec.download),
+                           device="cuda" if spec.gpus_per_trial > 0 else "auto")
+    for key in ("batch_size", "lr"):
+        if getattr(spec, key) is not None:
+            param_space[key] = getattr(spec, key)
+    trainable = tune.with_parameters(DistillTrainable, space=space)
+    return Experiment(tune.with_resources(trainable, resources), param_space, spec.metric, "max",
+                      int(spec.epochs or 1), None, space=space)
 
 
 def _describe_resources(resources: dict[str, float]) -> str:
@@ -296,8 +473,13 @@ def trial_dirname(trial) -> str:
 def build_tuner(spec: SearchSpec, experiment: Experiment | None = None) -> tune.Tuner:
     """A fresh ``Tuner`` for ``spec`` (records ``raynas.json`` beside Tune's state)."""
     experiment = experiment or build_experiment(spec)
-    space = experiment.benchmark.space if experiment.benchmark is not None else make_space(spec.space)
-    searcher = make_searcher(spec.searcher, space, metric=experiment.metric, mode=experiment.mode, seed=spec.seed)
+    if experiment.space is not None:
+        space = experiment.space
+    else:
+        space = experiment.benchmark.space if experiment.benchmark is not None else make_space(spec.space)
+    searcher = make_searcher(spec.searcher, space, metric=experiment.metric, mode=experiment.mode,
+                             **spec.searcher_options())
+    experiment.searcher = searcher
     if spec.scheduler == "asha" and experiment.max_t > 1:
         scheduler = ASHAScheduler(
             time_attr="training_iteration",
@@ -331,7 +513,7 @@ def build_tuner(spec: SearchSpec, experiment: Experiment | None = None) -> tune.
                 checkpoint_frequency=0 if experiment.benchmark is not None else 1,
             ),
             failure_config=tune.FailureConfig(max_failures=1),
-            verbose=1,
+            verbose=spec.tune_verbose,
         ),
     )
 
@@ -351,11 +533,17 @@ def restore_tuner(experiment_dir: str) -> tuple[tune.Tuner, SearchSpec, Experime
         resume_unfinished=True,
         resume_errored=True,
     )
+    # The searcher unpickled from tuner.pkl, which Tune restores and runs (Ray 2.x internals; None if moved).
+    tune_config = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
+    experiment.searcher = getattr(tune_config, "search_alg", None)
     return tuner, spec, experiment
 
 
-def latest_experiment(storage: str) -> str:
-    """The raynas experiment under ``storage`` (a path or URI) whose settings were written last."""
+def latest_experiment(storage: str, kind: str | None = None) -> str:
+    """The raynas experiment under ``storage`` (a path or URI) whose settings were written last.
+
+    ``kind`` (``"search"``, ``"compress"``): only experiments of that kind.
+    """
     import pyarrow.fs
 
     fs, root = filesystem(storage)
@@ -366,11 +554,20 @@ def latest_experiment(storage: str) -> str:
         for entry in fs.get_file_info(pyarrow.fs.FileSelector(root)):
             if entry.type == pyarrow.fs.FileType.Directory:
                 info = fs.get_file_info(posixpath.join(entry.path, SPEC_FILE))
-                if info.type == pyarrow.fs.FileType.File:
+                if info.type == pyarrow.fs.FileType.File and (kind is None or _kind_of(fs, info.path) == kind):
                     specs.append((info.mtime_ns or 0, entry.base_name))
     if not specs:
-        raise FileNotFoundError(f"no raynas experiment to resume under {storage!r}")
+        what = "raynas experiment" if kind is None else f"`raynas {kind}` experiment"
+        raise FileNotFoundError(f"no {what} to resume under {storage!r}")
     return join_location(storage, max(specs)[1])
+
+
+def _kind_of(fs, spec_path: str) -> str | None:
+    try:
+        with fs.open_input_stream(spec_path) as handle:
+            return json.loads(handle.read().decode()).get("kind", "search")
+    except (OSError, ValueError):
+        return None
 
 
 def init_ray(num_cpus: int | None = None) -> None:
@@ -409,6 +606,17 @@ def _report_to_uri(frame, metric: str, mode: str, experiment_dir: str, title: st
 
 def run_search(spec: SearchSpec, resume: bool = False, verbose: bool = True) -> tuple[tune.ResultGrid, dict]:
     """Run (or resume) a search and write its report. Returns the ResultGrid and the summary."""
+    results, summary, _ = run_experiment(spec, resume=resume, verbose=verbose)
+    return results, summary
+
+
+def run_experiment(spec: SearchSpec, resume: bool = False,
+                   verbose: bool = True) -> tuple[tune.ResultGrid, dict, Experiment]:
+    """:func:`run_search`, also returning the :class:`Experiment` (with the searcher Tune ran).
+
+    ``resume`` reloads the spec from ``spec.experiment_dir`` (a :class:`CompressSpec`
+    for a compression run) and restores Tune's state there.
+    """
     if resume:
         spec = SearchSpec.load(spec.experiment_dir)
     check_data(spec)
@@ -425,7 +633,7 @@ def run_search(spec: SearchSpec, resume: bool = False, verbose: bool = True) -> 
     if verbose:
         print(f"\nexperiment: {spec.experiment_dir}")
         print(format_summary(summary, experiment.metric))
-    return results, summary
+    return results, summary, experiment
 
 
 def load_results(experiment_dir: str) -> tuple[tune.ResultGrid, SearchSpec, str, str]:
@@ -434,6 +642,6 @@ def load_results(experiment_dir: str) -> tuple[tune.ResultGrid, SearchSpec, str,
 
     experiment_dir = absolute_location(experiment_dir)
     spec = SearchSpec.load(experiment_dir)
-    metric = spec.objective if spec.benchmark is not None else "val_acc"
+    metric = spec.metric
     analysis = ExperimentAnalysis(experiment_dir, default_metric=metric, default_mode=spec.mode)
     return ResultGrid(analysis), spec, str(metric), spec.mode

@@ -5,6 +5,9 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/throughput.py                  # CPU, ~5-10 min on 2 cores
     .venv/bin/python benchmarks/throughput.py --quick          # smaller, ~2-4 min
     .venv/bin/python benchmarks/throughput.py --device cuda --skip-asha --workers 8 --cifar-dir ~/raynas_data
+    # both data paths and both AMP dtypes, CIFAR-shaped data only (what benchmarks/gpu_check.py runs):
+    .venv/bin/python benchmarks/throughput.py --device cuda --skip-asha --cases fake \
+        --data-path resident,loader --amp-dtype bfloat16,float16
 
 Measures, with :class:`raynas.trainables.ImageTrainable` itself (the code a trial runs):
 
@@ -18,6 +21,14 @@ Measures, with :class:`raynas.trainables.ImageTrainable` itself (the code a tria
      draws every image with ``torch.randn`` and PIL, so on a fast GPU it can
      be the bottleneck: ``--cifar-dir`` also measures real CIFAR-10.
    On CUDA the trainable uses AMP and channels_last, as in a search.
+   ``--data-path`` (``auto``, ``resident``, ``loader``; a comma list measures
+   each) chooses between the device-resident data path (the whole data set on
+   the device, crop/flip/normalise there per batch) and the CPU ``DataLoader``;
+   ``--amp-dtype`` (``auto``, ``bfloat16``, ``float16``) likewise. With more
+   than one combination the keys get a ``_<data path>_<amp dtype>`` suffix;
+   every entry records ``data_path``, ``amp_dtype`` and, on CUDA, the peak
+   device memory of its last epoch (``gpu_mem_peak_mb``). ``--cases`` picks
+   the measurements (``digits``, ``fake``, ``pipeline``; default all).
 2. ``asha``: the same small search on ``digits`` (regularized evolution, same
    seed, same number of architectures) run through :func:`run_search` once with
    ASHA and once with full training: epochs trained by each, the fraction ASHA
@@ -65,6 +76,8 @@ def measure_training(dataset: str, device: str, epochs: int, threads: int, worke
     trainable = ImageTrainable(config=full)
     setup_s = time.perf_counter() - started
     results = [trainable.step() for _ in range(epochs)]
+    if trainable.device.type == "cuda":
+        torch.cuda.synchronize()
     rates = [r["images_per_s"] for r in results]
     steady = rates[1:] if len(rates) > 1 else rates
     out = {
@@ -81,7 +94,12 @@ def measure_training(dataset: str, device: str, epochs: int, threads: int, worke
         "params": results[-1]["params"],
         "flops_per_image": results[-1]["flops"],
         "torch_threads": torch.get_num_threads(),
-        "dataloader_workers": trainable.num_workers,
+        "dataloader_workers": trainable.num_workers if results[-1]["data_path"] == "loader" else 0,
+        "data_path": results[-1]["data_path"],
+        "data_path_reason": trainable.data_path_reason,
+        "amp_dtype": results[-1]["amp_dtype"],
+        "gpu_mem_peak_mb": results[-1].get("gpu_mem_peak_mb"),
+        "device_name": results[-1].get("device_name"),
         "epochs": epochs,
         "images_per_s_per_epoch": [round(r, 1) for r in rates],
         "images_per_s": round(statistics.mean(steady), 1),
@@ -89,13 +107,33 @@ def measure_training(dataset: str, device: str, epochs: int, threads: int, worke
         "val_acc_last": results[-1]["val_acc"],
     }
     trainable.stop()
+    del trainable
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return out
 
 
 def _train_size(trainable) -> int:
-    if trainable._tensors is not None:
-        return int(trainable._tensors[0].shape[0])
-    return len(trainable._datasets.train)
+    return int(trainable.train_size)
+
+
+def _choices(value: str, allowed: tuple[str, ...], flag: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in allowed]
+    if not items or bad:
+        raise argparse.ArgumentTypeError(f"{flag}: expected a comma list of {', '.join(allowed)}, got {value!r}")
+    return items
+
+
+def _variants(data_paths: list[str], amp_dtypes: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(key suffix, config overrides) for every data path x AMP dtype combination."""
+    single = len(data_paths) == 1 and len(amp_dtypes) == 1
+    out = []
+    for path in data_paths:
+        for dtype in amp_dtypes:
+            suffix = "" if single else f"_{path}_{dtype}"
+            out.append((suffix, {"data_path": path, "amp_dtype": None if dtype == "auto" else dtype}))
+    return out
 
 
 def measure_data_pipeline(fake_size: int, batch_size: int, workers: int, epochs: int = 2) -> dict[str, Any]:
@@ -173,8 +211,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--asha-concurrency", type=int, default=2)
     parser.add_argument("--skip-asha", action="store_true", help="throughput only (e.g. on a GPU machine)")
     parser.add_argument("--quick", action="store_true", help="smaller measurements (fewer images and trials)")
+    parser.add_argument("--data-path", default="auto",
+                        help="comma list of auto, resident (data set on the device), loader (CPU DataLoader)")
+    parser.add_argument("--amp-dtype", default="auto", help="comma list of auto, bfloat16, float16 (CUDA)")
+    parser.add_argument("--cases", default="digits,fake,pipeline",
+                        help="comma list of digits, fake, pipeline (real CIFAR-10 comes with --cifar-dir)")
     parser.add_argument("--out", default=os.path.join("benchmarks_out", "throughput.json"))
     args = parser.parse_args(argv)
+    try:
+        data_paths = _choices(args.data_path, ("auto", "resident", "loader"), "--data-path")
+        amp_dtypes = _choices(args.amp_dtype, ("auto", "bfloat16", "float16"), "--amp-dtype")
+        cases = _choices(args.cases, ("digits", "fake", "pipeline"), "--cases")
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    variants = _variants(data_paths, amp_dtypes)
 
     device = args.device
     if device == "auto":
@@ -194,20 +244,27 @@ def main(argv: list[str] | None = None) -> int:
         "throughput": {},
     }
     print(f"throughput on {device} ...", flush=True)
-    report["throughput"]["digits_nb201_C8_N1"] = measure_training(
-        "digits", device, epochs=epochs + 2, threads=args.threads, workers=0)
-    print(json.dumps(report["throughput"]["digits_nb201_C8_N1"]["images_per_s"]), flush=True)
-    report["throughput"]["fake_cifar_nb201_C16_N5"] = measure_training(
-        "fake", device, epochs=epochs, threads=args.threads, workers=workers, fake_size=fake_size,
-        channels=16, cells_per_stage=5, batch_size=256)
-    print(json.dumps(report["throughput"]["fake_cifar_nb201_C16_N5"]["images_per_s"]), flush=True)
-    report["throughput"]["fake_cifar_data_pipeline"] = measure_data_pipeline(fake_size, 256, workers)
+
+    def measure(key: str, dataset: str, **config: Any) -> None:
+        n_epochs = config.pop("epochs", epochs)
+        for suffix, overrides in variants:
+            entry = measure_training(dataset, device, epochs=n_epochs, threads=args.threads,
+                                     **{**config, **overrides})
+            report["throughput"][key + suffix] = entry
+            print(json.dumps({key + suffix: entry["images_per_s"], "data_path": entry["data_path"],
+                              "amp_dtype": entry["amp_dtype"]}), flush=True)
+
+    if "digits" in cases:
+        measure("digits_nb201_C8_N1", "digits", epochs=epochs + 2, workers=0)
+    if "fake" in cases:
+        measure("fake_cifar_nb201_C16_N5", "fake", workers=workers, fake_size=fake_size,
+                channels=16, cells_per_stage=5, batch_size=256)
+    if "pipeline" in cases:
+        report["throughput"]["fake_cifar_data_pipeline"] = measure_data_pipeline(fake_size, 256, workers)
     if args.cifar_dir:
         # Real CIFAR-10 decodes cheaper than FakeData generates: the figure to quote for a GPU.
-        report["throughput"]["cifar10_nb201_C16_N5"] = measure_training(
-            "cifar10", device, epochs=epochs, threads=args.threads, workers=workers, data_dir=args.cifar_dir,
-            channels=16, cells_per_stage=5, batch_size=256)
-        print(json.dumps(report["throughput"]["cifar10_nb201_C16_N5"]["images_per_s"]), flush=True)
+        measure("cifar10_nb201_C16_N5", "cifar10", workers=workers, data_dir=args.cifar_dir,
+                channels=16, cells_per_stage=5, batch_size=256)
     if not args.skip_asha:
         print("ASHA against full training on digits ...", flush=True)
         samples = 8 if args.quick else args.asha_samples

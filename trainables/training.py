@@ -9,7 +9,9 @@
   and a seeded validation split of the training set (:mod:`raynas.data.vision`); downloaded only
   with ``download=True``; if absent the trial fails in ``setup`` with an error naming the path and
   ``--download``;
-* ``fake``: CIFAR-shaped torchvision ``FakeData`` (tests, throughput).
+* ``fake``: CIFAR-shaped torchvision ``FakeData`` (tests, throughput); ``fake_size`` images
+  (default ``$RAYNAS_FAKE_SIZE``, else 1,024: set the variable before ``raynas search --dataset fake``
+  starts local Ray, or in the job's ``runtime_env`` on a cluster, to size a search's data).
 
 The recipe is NAS-Bench-201's: SGD with Nesterov momentum 0.9, cosine
 annealing over ``epochs``, weight decay, cross-entropy; every result reports
@@ -17,21 +19,37 @@ annealing over ``epochs``, weight decay, cross-entropy; every result reports
 
 **Resources.** The trial trains on CUDA when Tune gave it a GPU (Ray sets
 ``CUDA_VISIBLE_DEVICES``, fractional GPUs included) and on the CPU otherwise.
-On CUDA: automatic mixed precision (``torch.autocast`` float16 with
-``torch.amp.GradScaler``), ``channels_last`` tensors, ``DataLoader`` s with
-pinned memory and worker processes. On the CPU the same code runs with AMP off,
-``channels_last`` (faster for these convolutions on CPU too) and as many torch
-threads as the trial has CPUs.
+On CUDA: automatic mixed precision (``torch.autocast`` in ``amp_dtype``:
+bfloat16 where the GPU supports it, else float16 with ``torch.amp.GradScaler``),
+``channels_last`` tensors and cuDNN autotuning. On the CPU the same code runs
+with AMP off, ``channels_last`` (faster for these convolutions on CPU too) and
+as many torch threads as the trial has CPUs.
 
-**Checkpoints** hold model, optimiser, LR scheduler, AMP scaler, epoch and the
-RNG states (batch-order generator, torch CPU and CUDA), so a trial that ASHA or
-PBT pauses, or that Tune retries after a failure, resumes exactly where it
-stopped: the epochs after a restore give the same results as uninterrupted
-training (bit-identical on the CPU).
+**Data path** (``data_path``, :mod:`raynas.data.resident`): ``resident`` keeps
+the whole data set on the device as ``uint8`` (copied once per trial, kept
+across actor reuse) and crops, flips and normalises each batch there with a
+``torch.Generator`` on the device, no ``DataLoader`` workers: small NAS
+networks no longer wait for a CPU pipeline. ``loader`` is the torchvision
+``DataLoader`` (pinned memory, worker processes on CUDA). ``auto`` (default)
+picks ``resident`` on CUDA when the data take at most a quarter of the device
+memory the trial may use (free memory, and its share of the GPU), ``loader``
+otherwise and on the CPU (where the network, not the data, bounds a trial);
+``digits`` is always in memory. The choice is logged (logger
+``raynas.data.resident``) and reported as ``data_path`` in every result.
+
+**Checkpoints** hold model, optimiser, LR scheduler, AMP scaler, epoch, the
+data path and the RNG states (batch-order generator, the device generator of
+the resident path, torch CPU and CUDA), so a trial that ASHA or PBT pauses, or
+that Tune retries after a failure, resumes exactly where it stopped: the epochs
+after a restore draw the same batches and give the same results as
+uninterrupted training (bit-identical on the CPU). A trial restored onto
+another data path (e.g. on a GPU with less free memory) trains on correctly and
+logs a warning that its batches differ.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import os
@@ -43,6 +61,7 @@ import torch.nn.functional as F
 from ray import tune
 
 from raynas.architecture import Architecture
+from raynas.data.resident import DATA_PATHS, ResidentImageData, decide_data_path
 from raynas.models import MODEL_SIZE_KEYS, build_model, model_stats
 from raynas.models.amp import scaled_step
 from raynas.models.checkpoint import load_training_state, training_state
@@ -69,15 +88,33 @@ IMAGE_DEFAULTS: dict[str, Any] = {
     "download": False,
     "val_fraction": None,
     "split_seed": 0,
-    "fake_size": 1024,
+    "fake_size": None,  # None: $RAYNAS_FAKE_SIZE, else 1024
     "device": "auto",  # "auto" | "cpu" | "cuda"
     "amp": None,  # None: on with CUDA; True on the CPU is turned off (reported as amp=False)
     "channels_last": True,
     "num_workers": None,  # None: the trial's CPUs on CUDA (at most 8), 0 (in-process loading) on the CPU
     "num_threads": None,  # None: the trial's CPUs (1 outside Tune)
+    "data_path": "auto",  # "auto" | "resident" | "loader" (raynas.data.resident.choose_data_path)
+    "amp_dtype": None,  # None: bfloat16 where the GPU supports it, else float16; or "bfloat16" / "float16"
+}
+
+#: Accepted spellings of ``config["amp_dtype"]``.
+AMP_DTYPES: dict[str, torch.dtype] = {
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
 }
 
 _EVAL_BATCH = 1024
+
+logger = logging.getLogger(__name__)
+
+
+def amp_dtype_for(device: torch.device, requested: str | None) -> torch.dtype:
+    """The autocast dtype: ``requested``, else bfloat16 where the CUDA device supports it, else float16."""
+    if requested is not None:
+        return AMP_DTYPES[requested]
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
 
 
 def recipe_defaults(space: str, dataset: str) -> dict[str, Any]:
@@ -123,6 +160,14 @@ def _read_settings(name: str, config: dict[str, Any], space: str, dataset: str) 
     for key, default in IMAGE_DEFAULTS.items():
         value = config.get(key, default)
         settings[key] = recipe.get(key) if value is None and key in recipe else value
+    if settings["fake_size"] is None:
+        settings["fake_size"] = os.environ.get("RAYNAS_FAKE_SIZE") or 1024
+        if isinstance(settings["fake_size"], str):
+            try:
+                settings["fake_size"] = int(settings["fake_size"])
+            except ValueError:
+                raise ValueError(
+                    f"{name}: $RAYNAS_FAKE_SIZE must be an integer, got {settings['fake_size']!r}") from None
     for key in ("epochs", "batch_size", "fake_size"):
         settings[key] = _positive_int(name, key, settings[key])
     accepted = MODEL_SIZE_KEYS[space]
@@ -163,6 +208,12 @@ def _read_settings(name: str, config: dict[str, Any], space: str, dataset: str) 
             raise ValueError(f"{name}: config[{key!r}] must be true or false, got {settings[key]!r}")
     if settings["amp"] is not None and not isinstance(settings["amp"], bool):
         raise ValueError(f"{name}: config['amp'] must be true, false or null (automatic), got {settings['amp']!r}")
+    if settings["data_path"] not in DATA_PATHS:
+        raise ValueError(
+            f"{name}: config['data_path'] must be one of {list(DATA_PATHS)}, got {settings['data_path']!r}")
+    if settings["amp_dtype"] is not None and settings["amp_dtype"] not in AMP_DTYPES:
+        raise ValueError(f"{name}: config['amp_dtype'] must be null (automatic) or one of {sorted(AMP_DTYPES)}, "
+                         f"got {settings['amp_dtype']!r}")
     if settings["device"] not in ("auto", "cpu", "cuda"):
         raise ValueError(f"{name}: config['device'] must be 'auto', 'cpu' or 'cuda', got {settings['device']!r}")
     if settings["data_dir"] is not None and not isinstance(settings["data_dir"], (str, os.PathLike)):
@@ -201,6 +252,7 @@ class ImageTrainable(tune.Trainable):
 
     def setup(self, config: dict[str, Any]) -> None:
         self._data_key: tuple | None = None
+        self._resident: ResidentImageData | None = None
         self._build(config)
 
     # ------------------------------------------------------------------ set-up
@@ -227,6 +279,16 @@ class ImageTrainable(tune.Trainable):
             )
         return arch, space
 
+    def _trial_gpus(self) -> float:
+        """GPUs (possibly a fraction) Tune gave this trial; 0 outside Tune."""
+        resources = self.trial_resources
+        if resources is None:
+            return 0.0
+        try:
+            return float(resources.required_resources.get("GPU", 0.0))
+        except AttributeError:  # pragma: no cover - other resource objects
+            return 0.0
+
     def _trial_cpus(self) -> int:
         """CPUs Tune gave this trial (1 outside Tune)."""
         resources = self.trial_resources
@@ -248,6 +310,9 @@ class ImageTrainable(tune.Trainable):
         self.arch_str = space.describe(arch)
         self.device = select_device(self._label, settings["device"])
         self.amp = self.device.type == "cuda" and settings["amp"] is not False
+        self.amp_dtype = amp_dtype_for(self.device, settings["amp_dtype"])
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
         cpus = self._trial_cpus()
         if self.device.type == "cpu":
             torch.set_num_threads(settings["num_threads"] or cpus)
@@ -256,6 +321,7 @@ class ImageTrainable(tune.Trainable):
             workers = min(8, cpus) if self.device.type == "cuda" else 0
         self.num_workers = workers
 
+        self.memory_format = torch.channels_last if settings["channels_last"] else torch.contiguous_format
         self._load_data(settings)
 
         torch.manual_seed(settings["seed"])
@@ -265,12 +331,7 @@ class ImageTrainable(tune.Trainable):
         self.model = build_model(
             space, arch, num_classes=self.info_num_classes, in_channels=self.input_shape[0], **size,
         ).to(self.device)
-        self.memory_format = torch.channels_last if settings["channels_last"] else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
-        if self._tensors is not None:
-            self._tensors = tuple(  # type: ignore[assignment]
-                t.contiguous(memory_format=self.memory_format) if t.dim() == 4 else t for t in self._tensors
-            )
         self.stats = model_stats(self.model, self.input_shape)
         self.num_params = self.stats.params
         self.optimizer = torch.optim.SGD(
@@ -278,36 +339,71 @@ class ImageTrainable(tune.Trainable):
             weight_decay=settings["weight_decay"],
         )
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=settings["epochs"])
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        # bfloat16 has float32's range: no loss scaling needed (nor wanted).
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp and self.amp_dtype == torch.float16)
         # A private generator for batch order (and DataLoader worker seeds), so other RNG users don't change the run.
         self.generator = torch.Generator().manual_seed(settings["seed"])
+        # The resident path draws order, crops and flips on the device: a generator there (on the CPU, the same one).
+        self.data_generator = (self.generator if self.device.type == "cpu"
+                               else torch.Generator(device=self.device).manual_seed(settings["seed"]))
         self.epoch = 0
 
     def _load_data(self, settings: dict[str, Any]) -> None:
-        """Digits as in-memory tensors on the device; torchvision data sets as DataLoaders."""
+        """The data on the resident path (:class:`ResidentImageData` on the device) or as DataLoader datasets.
+
+        ``digits`` is always resident unless ``data_path`` is ``loader``; torchvision data follow
+        :func:`raynas.data.resident.decide_data_path`. Kept across actor reuse when nothing it
+        depends on changed.
+        """
         dataset = settings["dataset"]
         key = (dataset, settings["data_dir"], settings["download"], settings["val_fraction"],
-               settings["split_seed"], settings["fake_size"], self.device.type)
+               settings["split_seed"], settings["fake_size"], str(self.device), settings["data_path"])
         if key == self._data_key:  # actor reuse: same data, keep it
+            if self._resident is not None:
+                self._resident.memory_format = self.memory_format
             return
-        self._tensors: tuple[torch.Tensor, ...] | None = None
+        self._resident: ResidentImageData | None = None
         self._datasets = None
         if dataset == "digits":
             from raynas.data.digits import load_digits_split
+            from raynas.data.resident import DataPathChoice
 
+            requested = settings["data_path"]
+            choice = (DataPathChoice("resident", "digits (0.5 MB) is always held in memory") if requested == "auto"
+                      else decide_data_path(requested, 0, self.device, label=self._label))
             split = load_digits_split(settings["val_fraction"], settings["split_seed"])
-            self._tensors = tuple(t.to(self.device) for t in split)
-            self.info_num_classes, self.input_shape = 10, (1, 8, 8)
-        else:
-            from raynas.data.vision import load_image_datasets
+            if choice.path == "resident":
+                self._resident = ResidentImageData(*split, device=self.device, scale=None, augment=False,
+                                                   memory_format=self.memory_format, name="digits")
+            else:
+                from torch.utils.data import TensorDataset
 
-            data = load_image_datasets(
-                dataset, settings["data_dir"], download=settings["download"],
-                val_fraction=settings["val_fraction"], split_seed=settings["split_seed"],
-                fake_size=settings["fake_size"],
-            )
-            self._datasets = data
-            self.info_num_classes, self.input_shape = data.info.num_classes, data.info.input_shape
+                from raynas.data.vision import DatasetInfo, ImageDatasets
+
+                self._datasets = ImageDatasets(TensorDataset(split.x_train, split.y_train),
+                                               TensorDataset(split.x_val, split.y_val),
+                                               DatasetInfo("digits", 10, 1, 8))
+            self.info_num_classes, self.input_shape = 10, (1, 8, 8)
+            self.train_size = int(split.x_train.shape[0])
+        else:
+            from raynas.data.vision import image_data_bytes, load_image_datasets, load_image_tensors
+
+            choice = decide_data_path(settings["data_path"], image_data_bytes(dataset, settings["fake_size"]),
+                                      self.device, gpu_share=self._trial_gpus(), label=self._label)
+            common = dict(download=settings["download"], val_fraction=settings["val_fraction"],
+                          split_seed=settings["split_seed"], fake_size=settings["fake_size"])
+            if choice.path == "resident":
+                tensors = load_image_tensors(dataset, settings["data_dir"], **common)
+                self._resident = ResidentImageData.from_tensors(tensors, self.device, augment=True,
+                                                                memory_format=self.memory_format)
+                info = tensors.info
+                self.train_size = self._resident.num_train
+            else:
+                data = load_image_datasets(dataset, settings["data_dir"], **common)
+                self._datasets, info = data, data.info
+                self.train_size = len(data.train)
+            self.info_num_classes, self.input_shape = info.num_classes, info.input_shape
+        self.data_path, self.data_path_reason = choice.path, choice.reason
         self._data_key = key
 
     # ---------------------------------------------------------------- batches
@@ -329,16 +425,11 @@ class ImageTrainable(tune.Trainable):
         )
 
     def _batches(self, train: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self._tensors is not None:
-            x_train, y_train, x_val, y_val = self._tensors
+        if self._resident is not None:
             if train:
-                order = torch.randperm(x_train.shape[0], generator=self.generator).to(self.device)
-                for start in range(0, x_train.shape[0], self.settings["batch_size"]):
-                    index = order[start : start + self.settings["batch_size"]]
-                    yield x_train[index], y_train[index]
+                yield from self._resident.train_batches(self.settings["batch_size"], self.data_generator)
             else:
-                for start in range(0, x_val.shape[0], _EVAL_BATCH):
-                    yield x_val[start : start + _EVAL_BATCH], y_val[start : start + _EVAL_BATCH]
+                yield from self._resident.val_batches(_EVAL_BATCH)
             return
         for x, y in self._loader(train):
             x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
@@ -346,7 +437,10 @@ class ImageTrainable(tune.Trainable):
 
     # ---------------------------------------------------------------- training
     def _train_epoch(self) -> tuple[float, float]:
-        """One pass over the training set: mean loss and images per second."""
+        """One pass over the training set: mean loss and images per second (waits for the device).
+
+        Sets ``self.last_epoch_images`` to the images trained on.
+        """
         self.model.train()
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         seen = 0
@@ -355,12 +449,13 @@ class ImageTrainable(tune.Trainable):
             n = y.shape[0]
             if n < 2:  # BatchNorm cannot train on a single example
                 continue
-            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+            with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 loss = F.cross_entropy(self.model(x), y)
             scaled_step(loss, self.optimizer, self.scaler)
             total += loss.detach().double() * n
             seen += n
         self.scheduler.step()
+        self.last_epoch_images = seen
         mean_loss = float(total) / max(seen, 1)  # float() waits for the device
         return mean_loss, seen / max(time.perf_counter() - start, 1e-9)
 
@@ -371,7 +466,7 @@ class ImageTrainable(tune.Trainable):
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         n = 0
         for x, y in self._batches(train=False):
-            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+            with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 logits = self.model(x)
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
             correct += (logits.argmax(dim=1) == y).sum()
@@ -383,9 +478,19 @@ class ImageTrainable(tune.Trainable):
         epochs = self.settings["epochs"]
         if self.epoch >= epochs:
             raise RuntimeError(f"{self._label}: all {epochs} epochs of {self.arch_str} were already trained")
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         train_loss, images_per_s = self._train_epoch()
         self.epoch += 1
         val_acc, val_loss = self._evaluate()
+        hardware: dict[str, Any] = {}
+        if self.device.type == "cuda":
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            hardware = {
+                "device_name": f"cuda:{index} {torch.cuda.get_device_name(index)} "
+                               f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')})",
+                "gpu_mem_peak_mb": round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1),
+            }
         return {
             "val_acc": val_acc,
             "train_loss": train_loss,
@@ -394,8 +499,13 @@ class ImageTrainable(tune.Trainable):
             "params": self.stats.params,
             "flops": self.stats.flops,
             "images_per_s": images_per_s,
+            "train_images": self.last_epoch_images,
             "device": self.device.type,
+            **hardware,
             "amp": self.amp,
+            "amp_dtype": str(self.amp_dtype).removeprefix("torch.") if self.amp else "float32",
+            "data_path": self.data_path,
+            "gpu_share": self._trial_gpus(),
             "arch_str": self.arch_str,
             "done": self.epoch >= epochs,
         }
@@ -407,8 +517,11 @@ class ImageTrainable(tune.Trainable):
             "arch": self.arch.to_json(),
             "dataset": self.settings["dataset"],
             "epoch": self.epoch,
+            "data_path": self.data_path,
             **training_state(self.model, self.optimizer, self.scheduler, self.scaler, self.generator, self.device),
         }
+        if self.data_generator is not self.generator:
+            state["data_generator"] = self.data_generator.get_state()
         torch.save(state, os.path.join(checkpoint_dir, self.checkpoint_file))
         return None
 
@@ -434,6 +547,16 @@ class ImageTrainable(tune.Trainable):
             )
         load_training_state(state, self.model, self.optimizer, self.scheduler, self.scaler, self.generator,
                             self.device)
+        if self.data_generator is not self.generator and "data_generator" in state:
+            self.data_generator.set_state(state["data_generator"].cpu())
+        saved_path = state.get("data_path", self.data_path)
+        if saved_path != self.data_path or (self.data_generator is not self.generator) != ("data_generator" in state):
+            # E.g. a CUDA trial resumed on a node with less free memory, or on the CPU: training goes on
+            # correctly, but with other batch orders and crops than the uninterrupted run would have drawn.
+            logger.warning("%s: checkpoint %s was written on the %s data path (%s generator); this trial uses "
+                           "the %s path on %s, so the remaining epochs draw other batches than an "
+                           "uninterrupted run", self._label, path, saved_path,
+                           "device" if "data_generator" in state else "CPU", self.data_path, self.device)
         self.epoch = int(state["epoch"])
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:

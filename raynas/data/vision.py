@@ -15,16 +15,25 @@
   don't write the same files.
 * ``fake``: torchvision ``FakeData`` of CIFAR shape (3x32x32, 10 classes),
   deterministic per index, for tests and throughput measurements offline.
+* **Two forms**: :func:`load_image_datasets` gives PIL-based datasets for a
+  ``DataLoader`` (augmentation on the CPU, per image);
+  :func:`load_image_tensors` gives the same images, split the same way, as
+  whole ``uint8`` tensors for :class:`raynas.data.resident.ResidentImageData`
+  (the data set on the training device, augmented there per batch).
+  :func:`image_data_bytes` tells how much memory the second form takes
+  without loading anything.
 
 This module does not import Ray; torchvision is imported on first use.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -41,6 +50,8 @@ CIFAR_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 
 _NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "fake": 10}
+#: Images in the official training set (``fake``: ``fake_size``).
+_TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000}
 _PRETTY = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 
 
@@ -94,11 +105,16 @@ class TransformedSubset(Dataset):
         return image, int(label)
 
 
+def normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Channel mean and std (on the [0, 1] scale) used for ``name`` (``fake`` uses CIFAR-10's)."""
+    return CIFAR_STATS["cifar100" if name == "cifar100" else "cifar10"]
+
+
 def image_transforms(name: str, augment: bool) -> Callable[[Any], torch.Tensor]:
     """The standard CIFAR pipeline (crop 32 pad 4 and flip when ``augment``; then tensor and normalise)."""
     from torchvision import transforms
 
-    mean, std = CIFAR_STATS["cifar100" if name == "cifar100" else "cifar10"]
+    mean, std = normalisation(name)
     steps: list[Any] = []
     if augment:
         steps += [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
@@ -193,3 +209,87 @@ def load_image_datasets(
         TransformedSubset(base, val_idx, image_transforms(name, False)),
         info,
     )
+
+
+# ------------------------------------------------------------ whole tensors
+@dataclass
+class ImageTensors:
+    """A data set split as :func:`load_image_datasets` splits it, as whole tensors.
+
+    Images are ``uint8`` ``(N, C, H, W)`` (0-255, not normalised, not augmented),
+    labels ``int64``; ``mean`` and ``std`` are the normalisation on the [0, 1] scale.
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    info: DatasetInfo
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.x_train, self.y_train, self.x_val, self.y_val))
+
+
+def image_data_bytes(name: str, fake_size: int = 1024) -> int:
+    """Bytes that :func:`load_image_tensors` would hold for ``name`` (uint8 images and int64 labels), unloaded.
+
+    CIFAR-10/100: 50,000 x (3x32x32 + 8) = 154 MB; ``fake``: ``fake_size`` images of the same size.
+    """
+    if name not in VISION_DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose from {', '.join(VISION_DATASETS)}")
+    images = fake_size if name == "fake" else _TRAIN_IMAGES[name]
+    return int(images) * (3 * 32 * 32 + 8)
+
+
+@functools.lru_cache(maxsize=2)
+def _fake_arrays(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All of ``FakeData(size, (3, 32, 32), 10)`` as uint8 ``(N, 3, 32, 32)`` and labels, pixel-identical to it.
+
+    FakeData draws image ``i`` with ``torch.manual_seed(i)``, ``randn`` then ``randint``, and turns the
+    float image into PIL through ``(HWC * 255).astype(uint8)``; doing the same without PIL is ~10x faster
+    (tests/trainables/test_resident_data.py checks equality against FakeData itself). Cached (actor reuse);
+    callers index into the result, never write it.
+    """
+    generator = torch.Generator()
+    images = np.empty((size, 32, 32, 3), dtype=np.uint8)
+    labels = np.empty(size, dtype=np.int64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for i in range(size):
+            generator.manual_seed(i)  # FakeData's random_offset is 0
+            image = torch.randn(3, 32, 32, generator=generator)
+            labels[i] = int(torch.randint(0, 10, size=(1,), dtype=torch.long, generator=generator)[0])
+            images[i] = (np.transpose(image.numpy(), (1, 2, 0)) * 255).astype(np.uint8)
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
+
+
+def load_image_tensors(
+    name: str,
+    data_dir: str | None = None,
+    download: bool = False,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+    fake_size: int = 1024,
+) -> ImageTensors:
+    """The images of :func:`load_image_datasets` (same data, same split) as whole uint8 tensors on the CPU.
+
+    Nothing is augmented or normalised here: :class:`raynas.data.resident.ResidentImageData` does
+    both on the training device, per batch. Raises :class:`DatasetNotFoundError` like
+    :func:`load_image_datasets`.
+    """
+    if name == "fake":
+        if isinstance(fake_size, bool) or not isinstance(fake_size, int) or fake_size < 2:
+            raise ValueError(f"fake_size must be an integer >= 2, got {fake_size!r}")
+        images, labels = _fake_arrays(int(fake_size))
+    else:
+        data_dir = check_dataset(name, data_dir, download)
+        base = _load_cifar(name, data_dir, download)
+        images = torch.from_numpy(np.asarray(base.data)).permute(0, 3, 1, 2).contiguous()  # type: ignore[attr-defined]
+        labels = torch.as_tensor(base.targets, dtype=torch.int64)  # type: ignore[attr-defined]
+    train_idx, val_idx = split_indices(images.shape[0], val_fraction, split_seed)
+    train, val = torch.as_tensor(train_idx, dtype=torch.int64), torch.as_tensor(val_idx, dtype=torch.int64)
+    mean, std = normalisation(name)
+    return ImageTensors(images[train], labels[train], images[val], labels[val],
+                        DatasetInfo(name, _NUM_CLASSES[name], 3, 32), mean, std)

@@ -101,6 +101,8 @@ class BayesianOptimization(ArchitectureSearch):
 
     #: Fewest distinct values before the model is used.
     min_distinct: int = 2
+    #: Fewest observations :meth:`predict` needs.
+    min_predict: int = 2
 
     def __init__(
         self,
@@ -195,9 +197,9 @@ class BayesianOptimization(ArchitectureSearch):
         the mean is the metric itself, not its negation.
         """
         data = self.model_data()
-        if len(data) < self.min_distinct or data.distinct < self.min_distinct:
+        if len(data) < self.min_predict or data.distinct < self.min_distinct:
             raise ValueError(
-                f"{type(self).__name__}.predict needs at least {self.min_distinct} observations with "
+                f"{type(self).__name__}.predict needs at least {self.min_predict} observations with "
                 f"different values, got {len(data)} observations with {data.distinct} distinct values"
             )
         with torch_threads(self.num_threads), diagnostics_to_log():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from botorch.exceptions import ModelFittingError
 from botorch.exceptions.warnings import BotorchWarning
@@ -29,6 +29,8 @@ logger = logging.getLogger("raynas.bo")
 #: (``NotPSDError`` and ``torch.linalg.LinAlgError`` are ``RuntimeError``s) and invalid values
 #: (e.g. a prior evaluated at a parameter outside its support).
 FIT_ERRORS: tuple[type[BaseException], ...] = (ModelFittingError, RuntimeError, ValueError)
+
+T = TypeVar("T")
 
 #: Warnings the numerical libraries emit routinely while fitting and predicting (jitter added,
 #: tiny negative variances clipped, an optimiser that stopped early, input-scaling advice):
@@ -52,6 +54,34 @@ def diagnostics_to_log() -> Iterator[None]:
             logger.debug("%s: %s", w.category.__name__, w.message)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def first_success(
+    attempts: Sequence[tuple[str, Callable[[], T]]],
+    *,
+    what: str,
+    errors: tuple[type[BaseException], ...] = FIT_ERRORS,
+) -> T | None:
+    """Run ``attempts`` (``(setting, callable)``) in order until one does not fail numerically.
+
+    The engine's one fallback policy, for fits that are not a plain
+    :func:`fit_mll` (e.g. ESNAC's kernels, learned with Adam and retried with
+    more jitter): each failure (one of ``errors``) is logged as a warning
+    naming ``what``, the setting and the cause; ``None`` when all fail (the
+    caller then falls back further, and says what it did).
+
+    Example:
+        >>> first_success([("default", lambda: 1 / 0)], what="demo", errors=(ZeroDivisionError,)) is None
+        True
+    """
+    for k, (setting, attempt) in enumerate(attempts):
+        try:
+            return attempt()
+        except errors as exc:
+            following = f"retrying with {attempts[k + 1][0]}" if k + 1 < len(attempts) else "giving up"
+            logger.warning("%s: fit failed numerically with %s (%s: %s); %s",
+                           what, setting, type(exc).__name__, exc, following)
+    return None
 
 
 def fit_mll(

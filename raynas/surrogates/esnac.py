@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -134,15 +133,44 @@ def _base(covar: ScaleKernel) -> ESNACKernel:
     return covar.base_kernel  # type: ignore[return-value]
 
 
-def build_gp(covar: ScaleKernel, ids: Sequence[int], y: np.ndarray | torch.Tensor):
-    """A BoTorch ``SingleTaskGP`` on ids with ``covar`` (targets are used as given: standardise them first)."""
+def build_gp(covar: ScaleKernel, ids: Sequence[int], y: np.ndarray | torch.Tensor, *, min_noise: float | None = None):
+    """A BoTorch ``SingleTaskGP`` on ids with ``covar`` (targets are used as given: standardise them first).
+
+    The likelihood is BoTorch's default: noise ``≥ 1e-4`` with a ``LogNormal(−4, 1)`` prior. Its constraint
+    has no transform (the noise *is* the raw parameter, kept in bounds by the optimiser: see
+    :func:`project_to_bounds`). ``min_noise`` raises that lower bound (and the initial noise to it if below).
+    BoTorch checks only for NaNs here (custom kernel): ids outside the unit cube draw no warning.
+    """
     from botorch.models import SingleTaskGP
+    from gpytorch.constraints import GreaterThan
 
     X = torch.as_tensor(np.asarray(ids), dtype=torch.float64).reshape(-1, 1)
     Y = torch.as_tensor(np.asarray(y), dtype=torch.float64).reshape(-1, 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ids are not in the unit cube: intended
-        return SingleTaskGP(X, Y, covar_module=covar, outcome_transform=None)
+    model = SingleTaskGP(X, Y, covar_module=covar, outcome_transform=None)
+    if min_noise is not None:
+        noise_covar = model.likelihood.noise_covar
+        noise_covar.register_constraint("raw_noise", GreaterThan(min_noise, transform=None))
+        project_to_bounds(noise_covar)
+    return model
+
+
+def project_to_bounds(module: torch.nn.Module) -> None:
+    """Clip every parameter whose GPyTorch constraint has no transform back into the constraint's bounds.
+
+    BoTorch's likelihood declares its noise as ``GreaterThan(1e-4, transform=None)``: the raw parameter is the
+    noise, and the bound holds only if the optimiser keeps it (``fit_gpytorch_mll`` hands it to L-BFGS-B as a
+    box constraint). A plain Adam step ignores it: from the initial noise ``e^−5 ≈ 0.0067`` one step of
+    ``lr = 0.03`` leads to a negative noise, hence a ``LogNormalPrior`` that rejects its value (``ValueError``)
+    or ``K + σ²I`` that no jitter makes positive definite (``NotPSDError``). Projecting after each step is
+    projected gradient descent on the same box; it changes nothing while the parameters are inside it.
+    """
+    with torch.no_grad():
+        for _, param, constraint in module.named_parameters_and_constraints():  # type: ignore[operator]
+            if constraint is None or constraint.enforced:
+                continue
+            lower = constraint.lower_bound.to(param)
+            upper = constraint.upper_bound.to(param)
+            param.copy_(torch.minimum(torch.maximum(param, lower), upper))
 
 
 def fit_kernel(
@@ -155,28 +183,41 @@ def fit_kernel(
     iters: int = 60,
     lr: float = 0.02,
     train_embedding: bool = True,
+    min_noise: float | None = None,
 ):
     """Learn the kernel on ``(ids, y)`` by maximising the leave-one-out predictive log-likelihood.
 
     ``y`` should be standardised. With ``train_embedding=False`` the LSTM and the lengthscale stay fixed
     and only the output scale, noise and mean are learned (transferred kernels, and the untrained-embedding
-    baseline of the tests). Returns the fitted GP in eval mode.
+    baseline of the tests). ``min_noise`` raises the noise's lower bound (default BoTorch's ``1e-4``), a
+    safer setting for a retry. Adam's steps are projected onto the parameters' untransformed bounds
+    (:func:`project_to_bounds`). Returns the fitted GP in eval mode.
+
+    Raises:
+        botorch.exceptions.ModelFittingError: the loss or a parameter became NaN or infinite.
+        linear_operator.utils.errors.NotPSDError: the covariance could not be factorised.
     """
+    from botorch.exceptions.errors import ModelFittingError
     from gpytorch.mlls import LeaveOneOutPseudoLikelihood
 
     _base(covar).set_table(table, lengths)
-    model = build_gp(covar, ids, y)
+    model = build_gp(covar, ids, y, min_noise=min_noise)
     frozen = {id(p) for p in _base(covar).parameters()} if not train_embedding else set()
     params = [p for p in model.parameters() if id(p) not in frozen]
     if iters > 0 and params:
         mll = LeaveOneOutPseudoLikelihood(model.likelihood, model)
         optimizer = torch.optim.Adam(params, lr=lr)
         model.train()
-        for _ in range(iters):
+        for it in range(iters):
             optimizer.zero_grad()
             loss = -mll(model(*model.train_inputs), model.train_targets)
+            if not torch.isfinite(loss):
+                raise ModelFittingError(f"ESNAC kernel fit: the loss is {loss.item()} at Adam iteration {it}")
             loss.backward()
             optimizer.step()
+            project_to_bounds(model)
+            if not all(bool(torch.isfinite(p).all()) for p in params):
+                raise ModelFittingError(f"ESNAC kernel fit: a parameter is not finite after Adam iteration {it}")
     model.eval()
     return model
 
@@ -187,10 +228,8 @@ def heldout_log_likelihood(model, ids: Sequence[int], y: np.ndarray) -> float:
     X = torch.as_tensor(np.asarray(ids), dtype=torch.float64).reshape(-1, 1)
     Y = torch.as_tensor(np.asarray(y), dtype=torch.float64).reshape(-1)
     model.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        predictive = model.likelihood(model(X))
-        return float(predictive.log_prob(Y)) / len(Y)
+    predictive = model.likelihood(model(X))
+    return float(predictive.log_prob(Y)) / len(Y)
 
 
 def save_kernels(path: str | os.PathLike, kernels: Sequence[ScaleKernel]) -> None:

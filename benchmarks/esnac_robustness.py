@@ -7,21 +7,23 @@ Usage (from the repository root)::
 
 For each seed, :class:`raynas.search.esnac.ESNAC` with its default options
 (``ESNAC(space, seed=seed)``) searches the compression space of a tiny
-teacher (:func:`tiny_teacher`: a conv stem, a torchvision ``BasicBlock`` with
+teacher (:func:`raynas.compress.tiny_teacher`: a conv stem, a torchvision ``BasicBlock`` with
 a downsample shortcut, two ``Linear`` layers, on 1x8x8 inputs). Each
 suggestion is answered at once by a deterministic synthetic objective of the
 architecture (:func:`synthetic_objective`) before the next one is asked for,
 as a Tune run with one worker would. A seed *fails* when ``suggest`` raises:
 in a Tune run that exception aborts ``Tuner.fit``.
 
-Numerical trouble that ESNAC recovers from is logged as a warning by
-``raynas.search.esnac``; the number of such warnings per seed is reported
+Numerical trouble that ESNAC recovers from is logged as a warning (loggers
+``raynas.search.esnac`` and ``raynas.bo``); the number of such warnings per seed is reported
 (``fallbacks``) next to a digest of the suggestions, so two runs of the script
 (before and after a change) can be compared seed by seed.
 
 Writes ``benchmarks_out/esnac_robustness.json`` (``--out``): ``seeds``,
 ``suggestions``, ``failures``, ``failed_seeds`` (seed and exception text),
 ``seconds`` (wall time), ``fallbacks`` and ``per_seed``.
+
+The figures are in the README (Results) and ``docs/measurements.md``.
 """
 
 from __future__ import annotations
@@ -38,31 +40,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
+from raynas.compress import tiny_teacher  # noqa: E402
 from raynas.search.esnac import ESNAC  # noqa: E402
 from raynas.spaces.compression import CompressionSpace  # noqa: E402
 
 INPUT_SHAPE = (1, 8, 8)
 
 
-def tiny_teacher(seed: int = 0) -> nn.Module:
-    """Conv-BN-ReLU stem, a torchvision BasicBlock with a downsample, pooling and two Linear layers.
-
-    The same teacher as ``tests/esnac/conftest.py`` (kept here so that the benchmark does not import the
-    tests): 18 layers, 5.6k parameters, fast to search.
-    """
-    from torchvision.models.resnet import BasicBlock
-
-    torch.manual_seed(seed)
-    down = nn.Sequential(nn.Conv2d(8, 16, 1, 2, bias=False), nn.BatchNorm2d(16))
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        BasicBlock(8, 16, stride=2, downsample=down),
-        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 2 * 2, 24), nn.ReLU(), nn.Dropout(0.1), nn.Linear(24, 10),
-    ).eval()
 
 
 def synthetic_objective(space: CompressionSpace, arch) -> float:
@@ -83,7 +70,7 @@ class _Counter(logging.Handler):
 def run_seed(space: CompressionSpace, seed: int, suggestions: int) -> dict[str, Any]:
     """One search of ``suggestions`` sequential suggest/complete rounds; the outcome, never an exception."""
     counter = _Counter()
-    logger = logging.getLogger("raynas.search.esnac")
+    logger = logging.getLogger("raynas")  # ESNAC's own warnings and the engine's fit fallbacks (raynas.bo)
     logger.addHandler(counter)
     search = ESNAC(space, seed=seed)
     described: list[str] = []

@@ -75,6 +75,22 @@ def digits_teacher(width: int = 32, seed: int = 0) -> nn.Module:
     )
 
 
+def tiny_teacher(seed: int = 0) -> nn.Module:
+    """A tiny teacher for 1x8x8 inputs (tests and robustness benchmarks): conv-BN-ReLU stem, a torchvision
+    ``BasicBlock`` with a downsample, pooling and two Linear layers; 18 layers, 5.6k parameters."""
+    import torch
+    from torch import nn
+    from torchvision.models.resnet import BasicBlock
+
+    torch.manual_seed(seed)
+    down = nn.Sequential(nn.Conv2d(8, 16, 1, 2, bias=False), nn.BatchNorm2d(16))
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        BasicBlock(8, 16, stride=2, downsample=down),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 2 * 2, 24), nn.ReLU(), nn.Dropout(0.1), nn.Linear(24, 10),
+    ).eval()
+
+
 def train_teacher(model: nn.Module, data: Sequence[torch.Tensor], epochs: int = 15, lr: float = 0.05,
                   batch_size: int = 64, seed: int = 0) -> float:
     """Train ``model`` with cross-entropy (SGD, Nesterov, cosine); returns its validation accuracy (percent)."""

@@ -5,7 +5,7 @@ Usage (from the repository root)::
     nice .venv/bin/python benchmarks/esnac_digits.py                       # 5 seeds x 40 students x 3 epochs
     nice .venv/bin/python benchmarks/esnac_digits.py --seeds 2 --budget 16 --epochs 2   # quick look
 
-The teacher is :func:`raynas.compress.digits_teacher` (a conv stem and two
+The teacher is :func:`raynas.teachers.digits_teacher` (a conv stem and two
 torchvision ``BasicBlock`` s, one with a downsample shortcut), trained once on
 scikit-learn's 8x8 digits (stratified 80/20 split, seed 0). For each seed, ESNAC
 (:class:`raynas.search.esnac.ESNAC`, K kernels per step) and random search
@@ -40,7 +40,7 @@ import torch
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from raynas.compress import DIGITS_SHAPE, digits_teacher, train_teacher  # noqa: E402
+from raynas.teachers import DIGITS_SHAPE, digits_teacher, train_teacher  # noqa: E402
 from raynas.data.digits import load_digits_split  # noqa: E402
 from raynas.models import count_parameters  # noqa: E402
 from raynas.models.student import DistillationRun, logits_of  # noqa: E402

@@ -7,7 +7,7 @@ Usage (from the repository root)::
 
 For each seed, :class:`raynas.search.esnac.ESNAC` with its default options
 (``ESNAC(space, seed=seed)``) searches the compression space of a tiny
-teacher (:func:`raynas.compress.tiny_teacher`: a conv stem, a torchvision ``BasicBlock`` with
+teacher (:func:`raynas.teachers.tiny_teacher`: a conv stem, a torchvision ``BasicBlock`` with
 a downsample shortcut, two ``Linear`` layers, on 1x8x8 inputs). Each
 suggestion is answered at once by a deterministic synthetic objective of the
 architecture (:func:`synthetic_objective`) before the next one is asked for,
@@ -43,7 +43,7 @@ import torch
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from raynas.compress import tiny_teacher  # noqa: E402
+from raynas.teachers import tiny_teacher  # noqa: E402
 from raynas.search.esnac import ESNAC  # noqa: E402
 from raynas.spaces.compression import CompressionSpace  # noqa: E402
 

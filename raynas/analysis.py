@@ -760,7 +760,7 @@ def _compression_space(spec: Mapping[str, Any]) -> Any:
 
     import torch
 
-    from raynas.compress import CIFAR_SHAPE, DIGITS_SHAPE, teacher_module
+    from raynas.teachers import CIFAR_SHAPE, DIGITS_SHAPE, teacher_module
     from raynas.spaces.compression import CompressionSpace
 
     directory = os.path.join(str(spec["storage"]), str(spec["name"]))

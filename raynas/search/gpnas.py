@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, Mapping, Sequence
 
-import numpy as np
 import torch
 from botorch.acquisition.analytic import (
     LogExpectedImprovement,

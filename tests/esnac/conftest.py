@@ -1,10 +1,10 @@
-"""The tiny teacher shared by the ESNAC tests (:func:`raynas.compress.tiny_teacher`)."""
+"""The tiny teacher shared by the ESNAC tests (:func:`raynas.teachers.tiny_teacher`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from raynas.compress import tiny_teacher
+from raynas.teachers import tiny_teacher
 from raynas.spaces.compression import CompressionSpace
 
 __all__ = ["tiny_space", "tiny_teacher"]

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 import torch
 
-from raynas.compress import add_compress_parser, digits_teacher, load_teacher, main
+from raynas.compress import add_compress_parser, main
+from raynas.teachers import digits_teacher, load_teacher
 
 #: A tiny, fast compression run on digits (1 teacher epoch, 1 distillation epoch per student).
 TINY = ["--teacher-epochs", "1", "--epochs", "1", "--num-kernels", "2"]

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from raynas.compress import CIFAR_SHAPE, add_compress_parser, load_teacher, torchvision_teacher
+from raynas.compress import add_compress_parser
+from raynas.teachers import CIFAR_SHAPE, load_teacher, torchvision_teacher
 from raynas.data.vision import DatasetNotFoundError
 from raynas.spaces.compression import CompressionSpace
 from raynas.trainables.distill import DistillTrainable

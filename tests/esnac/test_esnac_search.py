@@ -12,7 +12,7 @@ from linear_operator.utils.errors import NotPSDError
 
 import raynas.search.esnac as esnac_module
 from raynas.architecture import Architecture
-from raynas.compress import digits_teacher
+from raynas.teachers import digits_teacher
 from raynas.search.esnac import ESNAC
 from raynas.searchers.esnac import ESNACSearcher
 from raynas.spaces import NB201Space

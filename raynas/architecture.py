@@ -10,9 +10,10 @@ form that survives a round trip through a Ray Tune config dict.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 #: The key under which raynas searchers put the architecture into a Tune config.
@@ -38,7 +39,6 @@ class Architecture:
     space: str
     ops: tuple[str, ...]
     matrix: tuple[tuple[int, ...], ...] | None = None
-    _json: str = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         # Normalise containers so that lists given by users still hash and compare.
@@ -47,10 +47,15 @@ class Architecture:
             object.__setattr__(
                 self, "matrix", tuple(tuple(int(v) for v in row) for row in self.matrix)
             )
+
+    @functools.cached_property
+    def _json(self) -> str:
+        # Computed on first use: candidate pools build hundreds of thousands of architectures
+        # of which only the suggested few are ever serialised.
         payload: dict[str, Any] = {"space": self.space, "ops": list(self.ops)}
         if self.matrix is not None:
             payload["matrix"] = [list(row) for row in self.matrix]
-        object.__setattr__(self, "_json", json.dumps(payload, separators=(",", ":")))
+        return json.dumps(payload, separators=(",", ":"))
 
     # ------------------------------------------------------------------ JSON
     def to_json(self) -> str:

@@ -116,7 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stop_gracefully_on_sigterm() -> None:
+#: The signal that stopped the run ("SIGTERM" once raynas' handler ran), for the exit status.
+_STOP_SIGNAL: dict[str, str | None] = {"name": None}
+#: Exit statuses of an interrupted run (the shell's 128 + signal number).
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+#: Exit status when every trial failed or none reported the metric.
+EXIT_NO_RESULTS = 1
+
+
+def _stop_gracefully_on_sigterm(command: str = "search") -> None:
     """Treat SIGTERM like Ctrl+C: Tune stops the trials and snapshots experiment and searcher.
 
     ``ray job stop`` and Kubernetes stop a driver with SIGTERM (then SIGKILL
@@ -125,15 +133,17 @@ def _stop_gracefully_on_sigterm() -> None:
     with ``--resume`` without losing or repeating finished trials. Installed
     after ``ray.init`` (Ray's own SIGTERM handler would otherwise end the
     driver at once); hands over to Tune's graceful-stop handler (SIGUSR1's), or
-    raises KeyboardInterrupt before Tune runs. A second SIGTERM kills.
+    raises KeyboardInterrupt before Tune runs. A second SIGTERM kills. The run
+    then exits with status 143. ``command``: ``search`` or ``compress``, for the messages.
     """
     if threading.current_thread() is not threading.main_thread():
         return
 
     def on_sigterm(signum, frame) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        print("raynas search: SIGTERM received, stopping the search and saving its state", file=sys.stderr,
-              flush=True)
+        _STOP_SIGNAL["name"] = "SIGTERM"
+        print(f"raynas {command}: SIGTERM received, stopping the {command} run and saving its state",
+              file=sys.stderr, flush=True)
         tune_handler = signal.getsignal(signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else None
         if callable(tune_handler):
             tune_handler(signal.SIGUSR1, frame)
@@ -143,9 +153,56 @@ def _stop_gracefully_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
+def _interrupted_status() -> int:
+    return EXIT_SIGTERM if _STOP_SIGNAL["name"] == "SIGTERM" else EXIT_SIGINT
+
+
+def _run_outcome(command: str) -> int | None:
+    """The exit status (with its message) of the run that just ended, from ``experiment.LAST_RUN``:
+    ``None`` when it finished (or never ran), 130/143 when interrupted (the resume command printed),
+    1 when no trial reported the metric (the first trial's error printed once)."""
+    experiment = sys.modules.get("raynas.searchers.experiment")
+    outcome = getattr(experiment, "LAST_RUN", None)
+    if outcome is None or outcome.status == "finished":
+        return None
+    if outcome.status == "interrupted":
+        what = "SIGTERM" if _STOP_SIGNAL["name"] == "SIGTERM" else "SIGINT"
+        print(f"raynas {command}: interrupted ({what}); the state of {outcome.spec.experiment_dir} is saved, "
+              f"{outcome.summary.get('trials', '?')} trials so far. Continue it with:\n  "
+              f"{experiment.resume_command(outcome.spec)}", file=sys.stderr, flush=True)
+        return _interrupted_status()
+    detail = f"; the first trial's error:\n{outcome.first_error}" if outcome.first_error else ""
+    print(f"raynas {command}: error: no trial reported {outcome.metric!r} (every trial failed or reported "
+          f"no value; error.txt in each trial directory of {outcome.spec.experiment_dir}){detail}",
+          file=sys.stderr, flush=True)
+    return EXIT_NO_RESULTS
+
+
+def _validate_search_args(args: argparse.Namespace) -> None:
+    """What a new ``raynas search`` can get wrong, checked before Ray is even imported (about a second):
+    the searcher name, the space, and for a tabular search the whole table (its objective, test and
+    fidelity columns, numeric values, rows and architectures). Raises ValueError naming the problem."""
+    check_methods([args.searcher], compression_ok=False)
+    if args.benchmark is None:
+        from raynas.registry import make_space
+
+        make_space(args.space)
+        return
+    if not args.objective:
+        raise ValueError("a benchmark search needs --objective (the column to optimise)")
+    from raynas.benchmarks.tabular import TabularBenchmark
+
+    TabularBenchmark.from_csv(args.benchmark, args.objective, space=args.space, mode=args.mode,
+                              test_metric=args.test_metric, fidelities=args.fidelities,
+                              objective_epochs=args.objective_epochs)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
+    if not args.resume:
+        _validate_search_args(args)  # errors within seconds, before Ray (and its import)
     from raynas.searchers.experiment import (
         SearchSpec, absolute_location, check_data, init_ray, join_location, latest_experiment, run_search,
+        validate_spec,
     )
 
     if args.resume:
@@ -166,9 +223,11 @@ def cmd_search(args: argparse.Namespace) -> int:
             gpus_per_trial=args.gpus_per_trial, dataset=args.dataset, data_dir=args.data_dir,
             download=args.download, wait_for_gpus=args.wait_for_gpus,
         )
+    if args.resume:
+        validate_spec(spec)  # the table may have changed since: fail before Ray starts
     check_data(spec)  # before starting Ray: a missing data set fails in a second
-    init_ray()
-    _stop_gracefully_on_sigterm()
+    init_ray(log_to_driver=spec.benchmark is None)  # tabular workers print only noise (errors: error.txt)
+    _stop_gracefully_on_sigterm("search")
     run_search(spec, resume=args.resume)
     return 0
 
@@ -241,7 +300,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from raynas.compress import cmd_compress as run_compress
 
     # SIGTERM (ray job stop, Kubernetes) stops a compress run gracefully too, so --resume continues it.
-    return run_compress(args, on_ray_started=_stop_gracefully_on_sigterm)
+    return run_compress(args, on_ray_started=lambda: _stop_gracefully_on_sigterm("compress"))
 
 
 COMMANDS = {"search": cmd_search, "analyze": cmd_analyze, "bench": cmd_bench, "compress": cmd_compress}
@@ -249,12 +308,27 @@ COMMANDS = {"search": cmd_search, "analyze": cmd_analyze, "bench": cmd_bench, "c
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _STOP_SIGNAL["name"] = None
+    experiment = sys.modules.get("raynas.searchers.experiment")
+    if experiment is not None:
+        experiment.LAST_RUN = None  # an earlier run in this process says nothing about this one
     try:
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+    except KeyboardInterrupt:  # a signal before Tune took over (Ray starting, say), or a second one
+        what = "SIGTERM" if _STOP_SIGNAL["name"] == "SIGTERM" else "SIGINT"
+        print(f"raynas {args.command}: interrupted ({what})", file=sys.stderr, flush=True)
+        return _interrupted_status()
     except (BenchmarkError, FileNotFoundError, ValueError, KeyError) as exc:
+        # a run that ended without results makes `compress` fail afterwards: say why, once
+        outcome = _run_outcome(args.command) if args.command in ("search", "compress") else None
+        if outcome is not None:
+            return outcome
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"raynas {args.command}: error: {message}", file=sys.stderr)
         return 2
+    if args.command in ("search", "compress"):
+        return _run_outcome(args.command) or status
+    return status
 
 
 if __name__ == "__main__":

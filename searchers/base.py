@@ -31,6 +31,42 @@ SUGGESTION_KEY = "suggestion"
 SUPPORTED_DOMAINS = (Float, Integer, Categorical)
 
 
+#: Copies of the last good and the one before searcher state, beside Tune's ``searcher-state-*.pkl``
+#: (both end in ``.pkl``, so Tune syncs them with its own state; neither matches ``searcher-state-*.pkl``).
+BACKUP_FILE = "raynas-searcher-backup.pkl"
+BACKUP_PREV_FILE = "raynas-searcher-backup-prev.pkl"
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".raynas-searcher-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_state_bytes(data: bytes) -> dict[str, Any]:
+    """A saved searcher state from its bytes; :class:`SearchStateError` when damaged or not raynas'."""
+    try:
+        state = pickle.loads(data)
+    except Exception as error:  # truncated or corrupt pickles raise many kinds of errors
+        raise SearchStateError(f"unreadable searcher state ({type(error).__name__}: {error})") from error
+    if not isinstance(state, dict) or state.get("format") != SAVE_FORMAT:
+        raise SearchStateError("not a raynas searcher state")
+    return state
+
+
+def read_state_file(path: str) -> dict[str, Any]:
+    """:func:`load_state_bytes` of a file (OSError when it cannot be read)."""
+    with open(path, "rb") as handle:
+        return load_state_bytes(handle.read())
+
+
 class UnsupportedSearchSpaceError(ValueError):
     """A ``param_space`` entry that a raynas searcher cannot search (named in the message)."""
 
@@ -272,22 +308,34 @@ class RaynasSearcher(Searcher):
             self._domain_rng.bit_generator.state = state["domain_rng"]
 
     def save(self, checkpoint_path: str) -> None:
-        """Write the state to exactly one file, atomically (temp file + rename)."""
+        """Write the state to exactly one file, atomically (temp file + rename).
+
+        (Backups of the last good state, :data:`BACKUP_FILE` and :data:`BACKUP_PREV_FILE`, are
+        copied by the experiment layer, not here: Tune saves to a temporary name that it renames.)
+        """
         directory = os.path.dirname(os.path.abspath(checkpoint_path))
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".raynas-searcher-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                pickle.dump(self.get_state(), handle)
-            os.replace(tmp, checkpoint_path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        _atomic_write(checkpoint_path, pickle.dumps(self.get_state()))
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as handle:
-            self.set_state(pickle.load(handle))
+        """Load a :meth:`save`; if that file is unreadable, the newest readable backup beside it."""
+        directory = os.path.dirname(os.path.abspath(checkpoint_path))
+        errors = []
+        for path in (checkpoint_path, os.path.join(directory, BACKUP_FILE),
+                     os.path.join(directory, BACKUP_PREV_FILE)):
+            try:
+                state = read_state_file(path)
+            except (OSError, SearchStateError) as error:
+                errors.append(f"{path}: {error}")
+                continue
+            if path != checkpoint_path:
+                import logging
+
+                logging.getLogger(__name__).warning(
+                    "searcher state %s is unreadable (%s); restored the backup %s", checkpoint_path, errors[0], path)
+            self.set_state(state)
+            return
+        raise SearchStateError("no readable searcher state: " + "; ".join(errors))
 
     def __repr__(self) -> str:
         return (

@@ -465,6 +465,92 @@ def check_data(spec: SearchSpec) -> None:
     check_dataset(spec.dataset, spec.data_dir, download=False)
 
 
+class KeepSearcherBackup(tune.Callback):
+    """Copy the newest *readable* ``searcher-state-*.pkl`` of the experiment to ``raynas-searcher-backup.pkl``
+    (the copy before it to ``raynas-searcher-backup-prev.pkl``), at most every ``every_s`` seconds as trials
+    complete and at the end, so that one bad write of Tune's searcher state is never fatal:
+    ``RaynasSearcher.restore`` and :func:`repair_searcher_state` fall back to these copies.
+    """
+
+    def __init__(self, experiment_dir: str, every_s: float = 10.0) -> None:
+        self.experiment_dir, self.every_s = experiment_dir, every_s
+        self._last_time, self._last_copied = 0.0, None
+
+    def __getstate__(self) -> dict:  # pickled into tuner.pkl: a restored run starts its own clock
+        return {**self.__dict__, "_last_time": 0.0, "_last_copied": None}
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        if abs(time.monotonic() - self._last_time) >= self.every_s:
+            self.backup()
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.backup()
+
+    def backup(self) -> bool:
+        """Copy now; returns whether a new copy was written (never raises: a backup must not stop a run)."""
+        import hashlib
+
+        from raynas.searchers.base import BACKUP_FILE, BACKUP_PREV_FILE, load_state_bytes
+
+        self._last_time = time.monotonic()
+        try:
+            fs, path = filesystem(self.experiment_dir)
+            newest = _newest_searcher_state(fs, path)
+            if newest is None:
+                return False
+            with fs.open_input_stream(posixpath.join(path, newest)) as handle:
+                data = handle.read()
+            digest = hashlib.sha256(data).hexdigest()
+            if digest == self._last_copied:
+                return False
+            load_state_bytes(data)  # only a readable state is worth keeping
+            import pyarrow.fs
+
+            backup = posixpath.join(path, BACKUP_FILE)
+            if fs.get_file_info(backup).type == pyarrow.fs.FileType.File:
+                fs.move(backup, posixpath.join(path, BACKUP_PREV_FILE))
+            with fs.open_output_stream(backup + ".tmp") as out:
+                out.write(data)
+            fs.move(backup + ".tmp", backup)
+            self._last_copied = digest
+            return True
+        except Exception:  # noqa: BLE001
+            return False
+
+
+def _newest_searcher_state(fs, path: str) -> str | None:
+    """Name of the ``searcher-state-*.pkl`` Tune restores (the largest name, as Tune picks it)."""
+    import pyarrow.fs
+
+    names = [info.base_name for info in fs.get_file_info(pyarrow.fs.FileSelector(path))
+             if info.base_name.startswith("searcher-state-") and info.base_name.endswith(".pkl")]
+    return max(names) if names else None
+
+
+def validate_spec(spec: SearchSpec) -> TabularBenchmark | None:
+    """Everything about ``spec`` that can be checked without Ray, checked before Ray starts (seconds).
+
+    The searcher name (registered, and usable on this kind of run), the space, and for a tabular search
+    the whole table: its columns (objective, test metric, fidelities), numeric values, rows and
+    architectures. Raises ``ValueError`` (``BenchmarkError``, ``UnknownMethodError``) naming the problem;
+    returns the loaded benchmark, if any.
+    """
+    from raynas.methods import check_methods
+
+    check_methods([spec.searcher], compression_ok=isinstance(spec, CompressSpec))
+    if isinstance(spec, CompressSpec):
+        return None
+    if spec.objective_epochs is not None and not (spec.objective_epochs > 0):
+        raise ValueError(f"--objective-epochs must be > 0, got {spec.objective_epochs}")
+    if spec.benchmark is None:
+        make_space(spec.space)  # an unknown space fails here, naming the known ones
+        return None
+    return TabularBenchmark.from_csv(
+        spec.benchmark, spec.objective, space=spec.space, mode=spec.mode,  # type: ignore[arg-type]
+        test_metric=spec.test_metric, fidelities=spec.fidelities, objective_epochs=spec.objective_epochs,
+    )
+
+
 def trial_dirname(trial) -> str:
     """Short trial directory names (Tune's default embeds the whole architecture JSON)."""
     return f"{trial.trainable_name}_{trial.trial_id}"
@@ -514,6 +600,7 @@ def build_tuner(spec: SearchSpec, experiment: Experiment | None = None) -> tune.
             ),
             failure_config=tune.FailureConfig(max_failures=1),
             verbose=spec.tune_verbose,
+            callbacks=[KeepSearcherBackup(spec.experiment_dir)],
         ),
     )
 
@@ -526,6 +613,8 @@ def restore_tuner(experiment_dir: str) -> tuple[tune.Tuner, SearchSpec, Experime
             f"{experiment_dir!r} holds no Tune experiment state to resume (did it ever start?)"
         )
     experiment = build_experiment(spec)
+    check_experiment_state(experiment_dir)
+    repair_searcher_state(spec, experiment)
     tuner = tune.Tuner.restore(
         experiment_dir,
         trainable=experiment.trainable,
@@ -537,6 +626,189 @@ def restore_tuner(experiment_dir: str) -> tuple[tune.Tuner, SearchSpec, Experime
     tune_config = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
     experiment.searcher = getattr(tune_config, "search_alg", None)
     return tuner, spec, experiment
+
+
+class ExperimentStateError(ValueError):
+    """An experiment whose saved state cannot be resumed (nothing was changed on disk)."""
+
+
+@dataclass
+class RunOutcome:
+    """How the last :func:`run_experiment` of this process ended (:data:`LAST_RUN`), for exit statuses.
+
+    ``status``: ``"finished"``; ``"interrupted"`` (Tune stopped on a signal: SIGINT, SIGTERM, ``ray job
+    stop``; the state is saved and the report written); ``"no_results"`` (every trial failed or none
+    reported the metric; ``first_error`` is the first failed trial's error text).
+    """
+
+    status: str
+    spec: "SearchSpec"
+    summary: dict
+    metric: str
+    first_error: str | None = None
+
+
+#: The outcome of this process's latest :func:`run_experiment` (``None`` before one ended).
+LAST_RUN: RunOutcome | None = None
+
+
+def resume_command(spec: "SearchSpec") -> str:
+    """The command line that continues ``spec``'s experiment."""
+    import shlex
+
+    return (f"raynas {spec.kind} --resume --name {shlex.quote(str(spec.name))} "
+            f"--storage {shlex.quote(str(spec.storage))}")
+
+
+def _warn(message: str) -> None:
+    import logging
+    import sys
+
+    logging.getLogger("raynas").warning(message)
+    print(f"raynas: {message}", file=sys.stderr, flush=True)
+
+
+def check_experiment_state(experiment_dir: str) -> None:
+    """Refuse to resume (:class:`ExperimentStateError`) when Tune's newest ``experiment_state-*.json`` is
+    unreadable: Tune would log the failure and start the experiment again over the existing results."""
+    import pyarrow.fs
+
+    fs, path = filesystem(experiment_dir)
+    names = sorted(info.base_name for info in fs.get_file_info(pyarrow.fs.FileSelector(path))
+                   if info.base_name.startswith("experiment_state-") and info.base_name.endswith(".json"))
+    if not names:
+        return  # Tune.can_restore already said whether there is something to resume
+    newest = posixpath.join(path, names[-1])
+    try:
+        with fs.open_input_stream(newest) as handle:
+            state = json.loads(handle.read().decode())
+        if "trial_data" not in state or "runner_data" not in state:
+            raise ValueError("no trial_data/runner_data")
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise ExperimentStateError(
+            f"cannot resume {experiment_dir!r}: Tune's experiment state {names[-1]} is unreadable ({error}); "
+            "nothing was changed (results.csv and the trial directories are intact, `raynas analyze` still reads them)"
+        ) from error
+
+
+def repair_searcher_state(spec: "SearchSpec", experiment: Experiment) -> str | None:
+    """Before ``Tuner.restore``: make sure the searcher state Tune restores is readable.
+
+    Tune restores the newest ``searcher-state-*.pkl``; if that fails it logs "Failed to restore the
+    run state" and *restarts the experiment* over the existing results. So raynas reads it first. When
+    it is unreadable, the newest readable backup (``raynas-searcher-backup.pkl``, then
+    ``raynas-searcher-backup-prev.pkl``, written by ``RaynasSearcher.save``) replaces it; failing that,
+    the search's observations are rebuilt from the trials' own ``params.json`` / ``result.json``
+    (:func:`rebuild_searcher_state`). The damaged file is kept as ``<name>.damaged``. Returns what was done
+    (``None``: nothing needed); raises :class:`ExperimentStateError`, changing nothing, when no state can
+    be recovered.
+    """
+    import pickle
+
+    from raynas.searchers.base import BACKUP_FILE, BACKUP_PREV_FILE, load_state_bytes
+    from raynas.search.base import SearchStateError
+
+    fs, path = filesystem(spec.experiment_dir)
+    name = _newest_searcher_state(fs, path)
+    if name is None:
+        return None
+    newest = posixpath.join(path, name)
+
+    def read(location: str) -> bytes | None:
+        try:
+            with fs.open_input_stream(location) as handle:
+                data = handle.read()
+            load_state_bytes(data)
+            return data
+        except (OSError, SearchStateError):
+            return None
+
+    if read(newest) is not None:
+        return None
+    data, source = None, None
+    for backup in (BACKUP_FILE, BACKUP_PREV_FILE):
+        data = read(posixpath.join(path, backup))
+        if data is not None:
+            source = f"its backup {backup}"
+            break
+    if data is None:
+        try:
+            searcher, count = rebuild_searcher_state(spec, experiment)
+        except Exception as error:  # noqa: BLE001 - any failure here means: stop, change nothing
+            raise ExperimentStateError(
+                f"cannot resume {spec.experiment_dir!r}: the searcher state {name} is unreadable, there is "
+                f"no readable backup, and the search could not be rebuilt from the trial directories ({error}); "
+                "nothing was changed"
+            ) from error
+        data = pickle.dumps(searcher.get_state())
+        source = f"the {count} trial directories' params.json/result.json"
+    fs.move(newest, newest + ".damaged")
+    with fs.open_output_stream(newest) as out:
+        out.write(data)
+    message = (f"the searcher state {name} of {spec.experiment_dir} was unreadable (kept as "
+               f"{name}.damaged); rebuilt it from {source} and continuing the search")
+    _warn(message)
+    return message
+
+
+def rebuild_searcher_state(spec: "SearchSpec", experiment: Experiment):
+    """A fresh searcher fed every trial of the experiment directory, in suggestion order.
+
+    Each trial directory holds ``params.json`` (its config: architecture and suggestion index) and
+    ``result.json`` (one JSON result per line); the last result's metric and ``training_iteration``
+    become an observation, a trial without a finite final value counts as failed (Tune retries it if it
+    was unfinished). Returns ``(searcher, number of trials)``; raises when the directory holds no trial.
+    """
+    import pyarrow.fs
+
+    from raynas.architecture import Architecture
+    from raynas.search.base import is_number
+
+    fs, path = filesystem(spec.experiment_dir)
+    trials = []
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(path)):
+        if info.type != pyarrow.fs.FileType.Directory:
+            continue
+        params_path = posixpath.join(info.path, "params.json")
+        if fs.get_file_info(params_path).type != pyarrow.fs.FileType.File:
+            continue
+        with fs.open_input_stream(params_path) as handle:
+            params = json.loads(handle.read().decode())
+        if "arch" not in params:
+            continue
+        trial_id = info.base_name.rpartition("_")[2]
+        last: dict[str, Any] = {}
+        result_path = posixpath.join(info.path, "result.json")
+        if fs.get_file_info(result_path).type == pyarrow.fs.FileType.File:
+            with fs.open_input_stream(result_path) as handle:
+                for line in handle.read().decode().splitlines():
+                    try:
+                        last = json.loads(line)
+                    except ValueError:
+                        break  # a torn last line: keep the one before
+        trial_id = str(last.get("trial_id", trial_id))
+        order = params.get("suggestion")
+        trials.append((order if isinstance(order, int) else 10**9, trial_id, params, last))
+    if not trials:
+        raise ValueError("no trial directory with a params.json")
+    trials.sort(key=lambda t: (t[0], t[1]))
+    space = experiment.space
+    if space is None:
+        space = experiment.benchmark.space if experiment.benchmark is not None else make_space(spec.space)
+    searcher = make_searcher(spec.searcher, space, metric=experiment.metric, mode=experiment.mode,
+                             **spec.searcher_options())
+    searcher.set_max_concurrency(spec.max_concurrent)
+    search = searcher.search
+    for _, trial_id, params, last in trials:
+        arch = Architecture.from_config(params)
+        search.pending[trial_id] = arch
+        search._seen.add(arch)
+        value = last.get(experiment.metric)
+        if is_number(value):
+            search.complete(trial_id, float(value), fidelity=last.get("training_iteration"))
+        else:
+            search.complete(trial_id, None, error=True)
+    return searcher, len(trials)
 
 
 def latest_experiment(storage: str, kind: str | None = None) -> str:
@@ -570,15 +842,19 @@ def _kind_of(fs, spec_path: str) -> str | None:
         return None
 
 
-def init_ray(num_cpus: int | None = None) -> None:
-    """Attach to the cluster in ``RAY_ADDRESS`` if set, else start a local Ray runtime."""
+def init_ray(num_cpus: int | None = None, log_to_driver: bool = True) -> None:
+    """Attach to the cluster in ``RAY_ADDRESS`` if set, else start a local Ray runtime.
+
+    ``log_to_driver=False`` (local Ray only) keeps the workers' output out of the driver's: tabular
+    trials print nothing worth reading, and a failing one's traceback is in its ``error.txt``.
+    """
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"])
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver)
 
 
 def report(results: tune.ResultGrid, spec: SearchSpec, metric: str, mode: str) -> dict[str, object]:
@@ -586,17 +862,22 @@ def report(results: tune.ResultGrid, spec: SearchSpec, metric: str, mode: str) -
     frame = results.get_dataframe()
     title = f"{spec.searcher} on {spec.name}"
     if not is_uri(spec.experiment_dir):
-        return write_report(frame, metric, mode, spec.experiment_dir, title=title)  # type: ignore[arg-type]
-    return _report_to_uri(frame, metric, mode, spec.experiment_dir, title)
+        return write_report(frame, metric, mode, spec.experiment_dir, title=title,  # type: ignore[arg-type]
+                            spec=dataclasses.asdict(spec))
+    return _report_to_uri(frame, metric, mode, spec.experiment_dir, title, spec=dataclasses.asdict(spec))
 
 
-def _report_to_uri(frame, metric: str, mode: str, experiment_dir: str, title: str) -> dict[str, object]:
-    """Write the report locally, then copy it next to Tune's files in remote storage."""
+def _report_to_uri(frame, metric: str, mode: str, experiment_dir: str, title: str,
+                   spec: dict[str, Any] | None = None) -> dict[str, object]:
+    """Write the report locally, then copy it next to Tune's files in remote storage.
+
+    ``spec`` (the run's settings) is passed on: the local temporary directory holds no ``raynas.json``.
+    """
     import pyarrow.fs
 
     fs, path = filesystem(experiment_dir)
     with tempfile.TemporaryDirectory() as local:
-        summary = write_report(frame, metric, mode, local, title=title)  # type: ignore[arg-type]
+        summary = write_report(frame, metric, mode, local, title=title, spec=spec)  # type: ignore[arg-type]
         pyarrow.fs.copy_files(local, path, destination_filesystem=fs)
     for key in ("results_csv", "plot"):
         if summary.get(key):
@@ -614,9 +895,13 @@ def run_experiment(spec: SearchSpec, resume: bool = False,
                    verbose: bool = True) -> tuple[tune.ResultGrid, dict, Experiment]:
     """:func:`run_search`, also returning the :class:`Experiment` (with the searcher Tune ran).
 
-    ``resume`` reloads the spec from ``spec.experiment_dir`` (a :class:`CompressSpec`
+    How the run ended is ``summary["status"]`` and :data:`LAST_RUN` (a :class:`RunOutcome`): the
+    command line turns it into its exit status (an interrupted run returns normally here, as Tune's
+    ``fit`` does). ``resume`` reloads the spec from ``spec.experiment_dir`` (a :class:`CompressSpec`
     for a compression run) and restores Tune's state there.
     """
+    global LAST_RUN
+    LAST_RUN = None
     if resume:
         spec = SearchSpec.load(spec.experiment_dir)
     check_data(spec)
@@ -627,13 +912,101 @@ def run_experiment(spec: SearchSpec, resume: bool = False,
     else:
         experiment = build_experiment(spec)
         tuner = build_tuner(spec, experiment)
-    results = tuner.fit()
+    with _watch_interrupt() as interrupted, _quiet_trial_errors():
+        results = tuner.fit()
     summary = report(results, spec, experiment.metric, experiment.mode)
     summary["experiment_dir"] = spec.experiment_dir
     if verbose:
         print(f"\nexperiment: {spec.experiment_dir}")
         print(format_summary(summary, experiment.metric))
+    if interrupted.is_set():
+        LAST_RUN = RunOutcome("interrupted", spec, summary, experiment.metric)
+    elif len(results) and not _any_reported(results, experiment.metric):
+        LAST_RUN = RunOutcome("no_results", spec, summary, experiment.metric, _first_error(results))
+    else:
+        LAST_RUN = RunOutcome("finished", spec, summary, experiment.metric)
+    summary["status"] = LAST_RUN.status
     return results, summary, experiment
+
+
+class _watch_interrupt:
+    """Context manager: an Event set when Tune's run stopped on a signal.
+
+    Tune sets its own SIGINT/SIGUSR1 handler inside ``tune.run`` and only logs "Experiment has been
+    interrupted" (Ray 2.x internals: ``ray.tune.tune._setup_signal_catching``); the event it returns
+    is captured here. Without those internals nothing is captured (the event stays clear).
+    """
+
+    def __enter__(self):
+        import threading
+
+        self.event = threading.Event()
+        try:
+            import ray.tune.tune as tune_module
+        except ImportError:  # pragma: no cover
+            self.module = None
+            return self.event
+        self.module = tune_module
+        self.original = getattr(tune_module, "_setup_signal_catching", None)
+        if self.original is None:  # pragma: no cover
+            self.module = None
+            return self.event
+        outer = self
+
+        def setup_signal_catching(*args, **kwargs):
+            tune_event = outer.original(*args, **kwargs)
+            outer.tune_event = tune_event
+            return tune_event
+
+        self.tune_event = None
+        tune_module._setup_signal_catching = setup_signal_catching
+        return self.event
+
+    def __exit__(self, *exc) -> None:
+        if self.module is not None:
+            self.module._setup_signal_catching = self.original
+            if self.tune_event is not None and self.tune_event.is_set():
+                self.event.set()
+
+
+class _quiet_trial_errors:
+    """Drop Tune's "Trial task failed for trial ..." tracebacks (one per trial and retry): raynas reports
+    the first trial's error once when no trial succeeds; each trial's error.txt keeps the rest."""
+
+    class _Filter:
+        def filter(self, record) -> bool:
+            return not str(record.msg).startswith("Trial task failed for trial")
+
+    def __enter__(self):
+        import logging
+
+        self.logger = logging.getLogger("ray.tune.execution.tune_controller")
+        self.filter = self._Filter()
+        self.logger.addFilter(self.filter)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeFilter(self.filter)
+
+
+def _any_reported(results: tune.ResultGrid, metric: str) -> bool:
+    """Whether some trial's final result holds a finite ``metric``."""
+    from raynas.search.base import is_number
+
+    return any(result.metrics and is_number(result.metrics.get(metric)) for result in results)
+
+
+def _first_error(results: tune.ResultGrid) -> str | None:
+    """The error text of the first trial (in Tune's order) that errored, trimmed to its last lines."""
+    import re
+
+    for result in results:
+        if result.error is not None:
+            # no caret/tilde underlines, no colour codes: the frames nearest the error and its message
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(result.error))
+            lines = [line for line in text.splitlines() if line.strip() and not re.fullmatch(r"\s*[\^~]+\s*", line)]
+            return "\n".join(lines[-12:])
+    return None
 
 
 def load_results(experiment_dir: str) -> tuple[tune.ResultGrid, SearchSpec, str, str]:

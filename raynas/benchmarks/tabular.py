@@ -54,6 +54,8 @@ def parse_fidelities(spec: str | Sequence[str] | None) -> list[Fidelity]:
         column, sep, epochs = item.strip().rpartition(":")
         if not sep:
             column, epochs = item.strip(), str(rank)
+        if not column.strip():
+            raise BenchmarkError(f"fidelity {item!r}: no column name (the form is COLUMN:EPOCHS)")
         try:
             rungs.append(Fidelity(column, float(epochs)))
         except ValueError:
@@ -95,7 +97,18 @@ class TabularBenchmark:
         self.objective = objective
         self.mode: Mode = mode
         self.test_metric = test_metric
+        if len(frame) == 0:
+            raise BenchmarkError(f"{source}: the table has a header ({list(frame.columns)}) but no rows")
+        if not isinstance(objective, str) or not objective:
+            raise BenchmarkError(f"{source}: the objective must be a column name, got {objective!r}")
         columns = [objective] + ([test_metric] if test_metric else []) + [f.column for f in fidelities]
+        for fidelity in fidelities:
+            if fidelity.column == objective:
+                raise BenchmarkError(f"{source}: fidelity column {fidelity.column!r} is the objective itself; "
+                                     "list only the lower-fidelity columns")
+            if not math.isfinite(fidelity.epochs) or fidelity.epochs <= 0:
+                raise BenchmarkError(f"{source}: fidelity {fidelity.column!r}: epochs must be a positive number, "
+                                     f"got {fidelity.epochs!r}")
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise BenchmarkError(
@@ -194,9 +207,11 @@ class TabularBenchmark:
         try:
             return self._row[arch]
         except KeyError:
-            raise UnknownArchitectureError(
-                f"architecture {self.space.describe(arch)} is not in benchmark {self.source}"
-            ) from None
+            try:
+                shown = self.space.describe(arch)
+            except InvalidArchitectureError as error:  # not even a cell of the table's space: say why
+                shown = f"{arch} ({error})"
+            raise UnknownArchitectureError(f"architecture {shown} is not in benchmark {self.source}") from None
 
     def value(self, arch: Architecture, column: str | None = None) -> float:
         """The metric ``column`` (default: the objective) of ``arch``."""
@@ -315,6 +330,8 @@ def read_architectures(
             return arch
 
     for line, cell in enumerate(cells, start=2):
+        if arch_column is not None and not isinstance(cell, str):  # an empty cell (a short row) reads as NaN
+            raise BenchmarkError(f"{source}, line {line}: no architecture in column {arch_column!r} ({cell!r})")
         try:
             archs.append(parse(cell))
         except (InvalidArchitectureError, ValueError) as exc:

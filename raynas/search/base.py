@@ -154,13 +154,18 @@ class ArchitectureSearch(ABC):
         error: bool = False,
         fidelity: float | None = None,
     ) -> Observation | None:
-        """A trial ended. Errors and results without a finite value are recorded, never used as data."""
+        """A trial ended. Errors and results without a finite value are recorded, never used as data.
+
+        A final result that lacks the metric (``value`` ``None``) falls back to the trial's last
+        intermediate value; a final value that is present but not finite (NaN, inf: the training
+        diverged) makes the trial a failure, whatever it reported before.
+        """
         # A failed trial may be retried by Tune (FailureConfig, or Tuner.restore(resume_errored=True)).
         arch = self.pending.pop(trial_id, None) or self.failed.pop(trial_id, None)
         fallback = self._intermediate.pop(trial_id, None)
         if arch is None:
             return None  # unknown or already completed: nothing to do, nothing lost
-        if not error and not is_number(value) and fallback is not None:
+        if not error and value is None and fallback is not None:
             value, fidelity = fallback
         if error or not is_number(value):
             self.failed[trial_id] = arch

@@ -405,9 +405,12 @@ class NB101Space(SearchSpace):
 
     # ------------------------------------------------------ string formats
     def describe(self, arch: Architecture) -> str:
-        """Compact form ``[[0,1,..],...]|input,op,...,output`` (matrix rows, then node ops)."""
-        if arch.matrix is None:
-            raise InvalidArchitectureError("NB101 cells need an adjacency 'matrix', got None")
+        """Compact form ``[[0,1,..],...]|input,op,...,output`` (matrix rows, then node ops).
+
+        Validated first: :class:`InvalidArchitectureError` names a bad value (another space's
+        architecture, an unknown op, a malformed or unpruned matrix).
+        """
+        self.validate(arch)
         matrix = json.dumps([list(row) for row in arch.matrix], separators=(",", ":"))
         return f"{matrix}|{','.join(arch.ops)}"
 
@@ -440,9 +443,8 @@ class NB101Space(SearchSpace):
 
     # ---------------------------------------------------------- encodings
     def to_graph(self, arch: Architecture) -> nx.DiGraph:
-        """Nodes ``0..n-1`` labelled with their ops (as stored), one edge per matrix 1."""
-        if arch.matrix is None:
-            raise InvalidArchitectureError("NB101 cells need an adjacency 'matrix', got None")
+        """Nodes ``0..n-1`` labelled with their ops (as stored), one edge per matrix 1 (validated first)."""
+        self.validate(arch)
         graph = nx.DiGraph()
         for k, op in enumerate(arch.ops):
             graph.add_node(k, **{OP_ATTR: op})
@@ -457,10 +459,9 @@ class NB101Space(SearchSpace):
 
         A cell of ``n`` nodes keeps nodes ``0..n-2`` at their indices and puts
         the output at index ``max_nodes - 1``; the absent nodes ``n-1 ..
-        max_nodes-2`` have no edges and op ``None``.
+        max_nodes-2`` have no edges and op ``None``. Validated first (both encodings use it).
         """
-        if arch.matrix is None:
-            raise InvalidArchitectureError("NB101 cells need an adjacency 'matrix', got None")
+        self.validate(arch)
         size, n = self._max_nodes, len(arch.ops)
         if n > size:
             raise InvalidArchitectureError(

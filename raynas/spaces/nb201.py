@@ -84,7 +84,12 @@ class NB201Space(PositionalSpace):
 
     # ------------------------------------------------------ string formats
     def describe(self, arch: Architecture) -> str:
-        """The official string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``."""
+        """The official string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``.
+
+        Raises :class:`InvalidArchitectureError` naming the bad value for anything but an NB201 cell
+        of this space's ops (another space's architecture, an unknown op, a wrong number of edges).
+        """
+        self.validate(arch)
         ops = dict(zip(NB201_EDGES, arch.ops))
         nodes = []
         for j in range(1, 4):
@@ -124,6 +129,7 @@ class NB201Space(PositionalSpace):
 
     # ---------------------------------------------------------- encodings
     def to_graph(self, arch: Architecture) -> nx.DiGraph:
+        self.validate(arch)  # InvalidArchitectureError naming the bad value, not a wrong graph
         graph = nx.DiGraph()
         output = len(NB201_EDGES) + 1
         graph.add_node(0, **{OP_ATTR: INPUT_OP})
@@ -139,3 +145,13 @@ class NB201Space(PositionalSpace):
                 if i2 == j:
                     graph.add_edge(k, m)
         return graph
+
+    def encode_positional(self, arch: Architecture):
+        """The index of each edge's op (validated first: InvalidArchitectureError names a bad value)."""
+        self.validate(arch)
+        return super().encode_positional(arch)
+
+    def encode_onehot(self, arch: Architecture):
+        """One-hot of the op on each edge, 30 values (validated first)."""
+        self.validate(arch)
+        return super().encode_onehot(arch)

@@ -109,3 +109,19 @@ def test_canonical_hash_agrees_with_exact_isomorphism(space):
         by_hash.setdefault(space.canonical_hash(arch), []).append(arch)
     for group in by_hash.values():
         assert all(space.is_isomorphic(group[0], other) for other in group[1:])
+
+
+@pytest.mark.parametrize("method", ["describe", "to_graph", "encode_onehot", "encode_positional", "canonical_hash"])
+def test_describe_graph_and_encodings_reject_what_is_not_an_nb201_cell(space, method):
+    from raynas.spaces.nb101 import NB101Space
+
+    unknown_op = Architecture("nb201", ("none", "skip_connect", "conv9", "none", "none", "none"))
+    with pytest.raises(InvalidArchitectureError, match="'conv9'"):
+        getattr(space, method)(unknown_op)
+    nb101 = NB101Space().sample(np.random.default_rng(0))
+    with pytest.raises(InvalidArchitectureError, match="'nb101'"):
+        getattr(space, method)(nb101)
+    with pytest.raises(InvalidArchitectureError, match="6 edge ops"):
+        getattr(space, method)(Architecture("nb201", ("none",) * 5))
+    with pytest.raises(InvalidArchitectureError, match="'nb201'"):  # and NB101 rejects an NB201 cell
+        getattr(NB101Space(), method)(space.sample(np.random.default_rng(0)))

@@ -718,15 +718,17 @@ def _load_benchmark(spec: Mapping[str, Any], metric: str, mode: Mode) -> tuple[A
     path = str(spec["benchmark"])
     if not os.path.isfile(path):
         return None, f"benchmark table {path} not found: no regret against its optimum"
+    columns = spec.get("position_columns")
     key = (path, os.path.getmtime(path), spec.get("objective") or metric, spec.get("space", "nb201"), mode,
-           spec.get("test_metric"), spec.get("fidelities"), spec.get("objective_epochs"))
+           spec.get("test_metric"), spec.get("fidelities"), spec.get("objective_epochs"),
+           tuple(columns) if columns else None)
     if key not in _BENCHMARKS:
         try:
             _BENCHMARKS.clear()  # one table at a time is plenty
             _BENCHMARKS[key] = TabularBenchmark.from_csv(
                 path, spec.get("objective") or metric, space=spec.get("space", "nb201"), mode=mode,
                 test_metric=spec.get("test_metric"), fidelities=spec.get("fidelities"),
-                objective_epochs=spec.get("objective_epochs"))
+                objective_epochs=spec.get("objective_epochs"), position_columns=columns)
         except (BenchmarkError, ValueError, OSError) as exc:
             return None, f"benchmark table {path} could not be read ({exc}): no regret against its optimum"
     return _BENCHMARKS[key], None

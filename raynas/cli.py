@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Sequence
+from typing import Any, Sequence
 
 from raynas.benchmarks.tabular import BenchmarkError
 from raynas.cli_args import add_data_location_arguments
@@ -24,6 +24,190 @@ SEARCHER_NAMES = ", ".join(ordinary_methods()) + "".join(
 )
 
 
+# --- --searcher-option key=value ------------------------------------------------------------------
+
+_NO_DEFAULT = object()
+
+
+def _option_signature(name: str) -> dict[str, tuple[Any, Any]]:
+    """``option -> (type hint, default)`` of method ``name``, read from the same ``__init__`` chain as
+    :func:`raynas.methods.method_options` (the first class that declares an option decides its type)."""
+    import inspect
+    import typing
+
+    from raynas.methods import method_class, method_options
+
+    cls = method_class(name)
+    valid = method_options(name)
+    found: dict[str, tuple[Any, Any]] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        try:
+            hints = typing.get_type_hints(klass.__init__)
+        except Exception:  # noqa: BLE001 - an unresolvable annotation: fall back to the default's type
+            hints = {}
+        for parameter in list(inspect.signature(klass.__init__).parameters.values())[1:]:
+            if parameter.name in valid and parameter.name not in found:
+                default = _NO_DEFAULT if parameter.default is parameter.empty else parameter.default
+                found[parameter.name] = (hints.get(parameter.name, Any), default)
+    return {key: found.get(key, (Any, _NO_DEFAULT)) for key in valid}
+
+
+def _scalar_kinds(hint: Any, default: Any) -> list[Any]:
+    """The command-line kinds a hint accepts, in the order tried: bool, int, float, ("literal", choices),
+    str, None. Empty when nothing typed on a command line fits (sequences, objects)."""
+    import types
+    import typing
+
+    if hint is Any:
+        if default is _NO_DEFAULT or default is None:
+            return [str]
+        hint = type(default)
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return [("literal", typing.get_args(hint))]
+    if origin is typing.Union or (hasattr(types, "UnionType") and isinstance(hint, types.UnionType)):
+        kinds: list[Any] = []
+        for arg in typing.get_args(hint):
+            if arg is type(None):
+                continue
+            kinds.extend(k for k in _scalar_kinds(arg, _NO_DEFAULT) if k not in kinds)
+        if kinds and type(None) in typing.get_args(hint):
+            kinds.append(None)
+        order = {bool: 0, int: 1, float: 2, str: 4, None: 5}
+        return sorted(kinds, key=lambda k: order.get(k, 3) if not isinstance(k, tuple) else 3)
+    if hint in (bool, int, float, str):
+        return [hint]
+    return []
+
+
+def _describe_kinds(kinds: list[Any]) -> str:
+    words = []
+    for kind in kinds:
+        if isinstance(kind, tuple):
+            words.append("one of " + ", ".join(str(c) for c in kind[1]))
+        else:
+            words.append({bool: "true/false (or 1/0)", int: "an integer", float: "a number", str: "a string",
+                          None: "none"}[kind])
+    return " or ".join(words)
+
+
+def _convert(kind: Any, text: str) -> Any:
+    """``text`` as ``kind``; raises ValueError when it is not one."""
+    if isinstance(kind, tuple):
+        for choice in kind[1]:
+            if text == str(choice) or (isinstance(choice, bool) and text.lower() == str(choice).lower()):
+                return choice
+        raise ValueError(text)
+    if kind is None:
+        if text.lower() in ("none", "null"):
+            return None
+        raise ValueError(text)
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in ("true", "1"):
+            return True
+        if lowered in ("false", "0"):
+            return False
+        raise ValueError(text)
+    if kind is int:
+        return int(text)
+    if kind is float:
+        return float(text)
+    return text
+
+
+def convert_searcher_option(name: str, key: str, text: str, *, reserved: dict[str, str] | None = None) -> Any:
+    """The value of option ``key`` of searcher ``name`` typed from its method's signature.
+
+    Raises ValueError: an unknown key (listing the valid ones), a reserved one (``reserved[key]`` says
+    which flag sets it), a value that is not of the option's type (naming key and expected type).
+    """
+    signature = _option_signature(name)
+    if reserved and key in reserved:
+        raise ValueError(f"--searcher-option {key}: {reserved[key]}")
+    if key not in signature:
+        valid = ", ".join(k for k in signature if not (reserved and k in reserved))
+        raise ValueError(f"--searcher-option: {name} has no option {key!r}; its options are: {valid}")
+    hint, default = signature[key]
+    kinds = _scalar_kinds(hint, default)
+    if not kinds:
+        raise ValueError(f"--searcher-option {key}: {name}'s option {key} ({hint}) cannot be given on the command line")
+    for kind in kinds:
+        try:
+            return _convert(kind, text)
+        except ValueError:
+            continue
+    raise ValueError(f"--searcher-option {key}={text}: {name}'s option {key} expects {_describe_kinds(kinds)}")
+
+
+def parse_searcher_options(items: Sequence[str] | None, searchers: Sequence[str], *,
+                           reserved: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """``--searcher-option`` values (``key=value`` for every searcher, ``name.key=value`` for one) as
+    ``{searcher: {key: typed value}}`` (searchers without options left out). Imports no Ray."""
+    shared: list[tuple[str, str]] = []
+    own: dict[str, list[tuple[str, str]]] = {}
+    for item in items or ():
+        key, equals, text = item.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise ValueError(f"--searcher-option {item!r}: expected key=value (or searcher.key=value)")
+        target, dot, key = key.rpartition(".")
+        if dot:
+            if target not in searchers:
+                raise ValueError(f"--searcher-option {item!r}: {target!r} is not among the searchers "
+                                 f"({', '.join(searchers)})")
+            own.setdefault(target, []).append((key, text))
+        else:
+            shared.append((key, text))
+    options: dict[str, dict[str, Any]] = {}
+    for name in searchers:
+        values: dict[str, Any] = {}
+        for key, text in shared:
+            try:
+                values[key] = convert_searcher_option(name, key, text, reserved=reserved)
+            except ValueError as error:
+                hint = f" (name.{key}=VALUE sets it for one searcher)" if len(searchers) > 1 else ""
+                raise ValueError(f"{error}{hint}") from None
+        for key, text in own.get(name, ()):
+            values[key] = convert_searcher_option(name, key, text, reserved=reserved)
+        if values:
+            options[name] = values
+    return options
+
+
+def check_searcher_builds(name: str, space: Any, mode: str, options: dict[str, Any]) -> None:
+    """Build method ``name`` with ``options`` once (no Ray), so that a value it refuses (a fixed option,
+    an out-of-range number) fails now, not in the middle of a run."""
+    if not options:
+        return
+    from raynas.methods import make_method
+
+    try:
+        make_method(name, space, mode=mode, seed=0, **options)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"--searcher-option for {name}: {error}") from None
+
+
+def parse_position_columns(text: str | None, space: str, flag: str = "--space") -> list[str] | None:
+    """``--position-columns COL,COL,...`` as a list; required by (and only allowed with) ``--space positional``."""
+    columns = [c.strip() for c in (text or "").split(",") if c.strip()] or None
+    if space == "positional" and not columns:
+        raise ValueError(f"{flag} positional needs --position-columns COL,COL,... (the table's columns that hold "
+                         "one choice per position, in order)")
+    if columns and space != "positional":
+        raise ValueError(f"--position-columns applies to {flag} positional only, not {flag} {space}")
+    if columns and len(set(columns)) != len(columns):
+        raise ValueError(f"--position-columns names a column twice: {','.join(columns)}")
+    return columns
+
+
+#: Options that flags of their own set.
+SEARCH_RESERVED = {"seed": "set by --seed"}
+BENCH_RESERVED = {"seed": "set by --seeds/--first-seed"}
+
+
 def _search_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search",
@@ -34,18 +218,28 @@ def _search_parser(sub: argparse._SubParsersAction) -> None:
         "--gpus-per-trial; with --benchmark, they answer from the table.",
     )
     p.add_argument("--searcher", default="regevo", help=f"searcher name ({SEARCHER_NAMES}); default regevo")
+    p.add_argument("--searcher-option", action="append", metavar="KEY=VALUE", dest="searcher_option",
+                   help="an option of the searcher's method (repeatable), typed from its signature, e.g. "
+                   "pool_size=50 or warm_start=true; saved in raynas.json, so --resume keeps it")
     p.add_argument("--space", default="nb201",
                    help="search space name; default nb201 (real training: nb201, nb101, macro_cnn, macro_mlp, mobilenet)")
     p.add_argument("--benchmark", metavar="CSV", help="tabular benchmark CSV to answer trials from")
     p.add_argument("--objective", metavar="COL", help="objective column of --benchmark")
     p.add_argument("--test-metric", metavar="COL", help="test metric column of --benchmark (reported only)")
+    p.add_argument("--position-columns", metavar="COL,COL,...",
+                   help="with --benchmark and --space positional: the table's columns holding one choice per "
+                   "position, in order (the choices are read from the table); saved for --resume")
     p.add_argument("--fidelities", metavar="COL:EPOCHS,...",
                    help="lower-fidelity columns of --benchmark, cheapest first (rungs for ASHA)")
     p.add_argument("--objective-epochs", type=float, help="epochs the objective column stands for")
-    p.add_argument("--mode", choices=("max", "min"), default="max")
+    p.add_argument("--mode", choices=("max", "min"), default="max",
+                   help="whether --objective is maximised or minimised (tabular searches; real training "
+                   "always maximises val_acc); default max")
     p.add_argument("--num-samples", type=int, default=32, help="trials (architectures) to run; default 32")
     p.add_argument("--max-concurrent", type=int, default=2, help="trials running at once; default 2")
-    p.add_argument("--scheduler", choices=("asha", "none"), default="asha")
+    p.add_argument("--scheduler", choices=("asha", "none"), default="asha",
+                   help="asha: stop weak trials early at the rungs (--grace-period, --reduction-factor; "
+                   "tabular: the --fidelities columns); none: every trial runs its full budget; default asha")
     p.add_argument("--grace-period", type=int, default=3, help="ASHA grace period in epochs; default 3")
     p.add_argument("--reduction-factor", type=int, default=3, help="ASHA reduction factor; default 3")
     p.add_argument("--epochs", type=int,
@@ -57,7 +251,9 @@ def _search_parser(sub: argparse._SubParsersAction) -> None:
     add_data_location_arguments(p)
     p.add_argument("--seconds-per-epoch", type=float, default=0.0,
                    help="simulated training time per epoch for benchmark trials")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--cpus-per-trial", type=float, default=1.0,
+                   help="CPUs Ray reserves per trial, fractions allowed (trials at once: at most CPUs / this "
+                   "and --max-concurrent); default 1")
     p.add_argument("--gpus-per-trial", type=float, default=0.0,
                    help="GPUs per trial, fractions allowed (0.5: two trials share a GPU); default 0. "
                    "Fails at once when no node has them")
@@ -68,9 +264,14 @@ def _search_parser(sub: argparse._SubParsersAction) -> None:
                    help="where experiments are kept: a directory (on a cluster, mounted on every node) "
                    "or a URI Ray Tune writes to (s3://bucket/path, gs://..., file:///...)")
     p.add_argument("--name", help="experiment name (default: searcher, source and time)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the searcher and of the trials' training (same seed, same suggestions); default 0")
     p.add_argument("--resume", action="store_true",
                    help="resume the experiment --name (or the latest one under --storage)")
+    p.add_argument("--verbose", action="store_true",
+                   help="also print Tune's own status tables (by default one line per finished trial: its "
+                   "architecture, value and fidelity, best so far, elapsed time and ETA); a resumed run "
+                   "prints as it did before")
 
 
 def _analyze_parser(sub: argparse._SubParsersAction) -> None:
@@ -88,19 +289,36 @@ def _analyze_parser(sub: argparse._SubParsersAction) -> None:
 
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="sample efficiency of searchers on a tabular benchmark (no Ray runtime)")
-    p.add_argument("--table", required=True, metavar="CSV")
-    p.add_argument("--objective", required=True, metavar="COL")
-    p.add_argument("--test-metric", metavar="COL")
-    p.add_argument("--space", default="nb201", help="space of the table's rows; default nb201")
-    p.add_argument("--mode", choices=("max", "min"), default="max")
+    p.add_argument("--table", required=True, metavar="CSV",
+                   help="the tabular benchmark: one row per architecture, its values in columns")
+    p.add_argument("--objective", required=True, metavar="COL",
+                   help="column the searchers optimise (queries to its optimum are counted)")
+    p.add_argument("--test-metric", metavar="COL",
+                   help="column reported for the best-by-objective architecture (test_at), never optimised")
+    p.add_argument("--space", default="nb201",
+                   help="space of the table's rows: nb201 (default), nb101, ... or positional "
+                   "(needs --position-columns)")
+    p.add_argument("--position-columns", metavar="COL,COL,...",
+                   help="with --space positional: the table's columns holding one choice per position, in order "
+                   "(the choices are read from the table)")
+    p.add_argument("--mode", choices=("max", "min"), default="max",
+                   help="whether --objective is maximised or minimised; default max")
     p.add_argument("--searchers", default="random,regevo",
                    help=f"comma-separated searcher names ({SEARCHER_NAMES}); default random,regevo")
+    p.add_argument("--searcher-option", action="append", metavar="[NAME.]KEY=VALUE", dest="searcher_option",
+                   help="an option of the searchers' methods (repeatable), typed from their signatures: "
+                   "KEY=VALUE for every searcher of --searchers, NAME.KEY=VALUE for one (bonas.pool_size=50)")
     p.add_argument("--seeds", type=int, default=10, help="number of seeds; default 10")
     p.add_argument("--first-seed", type=int, default=0,
                    help="first seed (default 0): disjoint ranges split a measurement over processes")
-    p.add_argument("--max-queries", type=int, default=1000)
-    p.add_argument("--concurrency", type=int, default=1)
-    p.add_argument("--out", default="bench.json", metavar="FILE.json")
+    p.add_argument("--max-queries", type=int, default=1000,
+                   help="budget of distinct architectures per seed; a run that has not found the optimum by "
+                   "then counts as not found; default 1000")
+    p.add_argument("--concurrency", type=int, default=1,
+                   help="suggestions outstanding at once (simulated parallel trials, completed in random "
+                   "order); default 1")
+    p.add_argument("--out", default="bench.json", metavar="FILE.json",
+                   help="where the JSON report goes (rewritten after each searcher); default bench.json")
     p.add_argument("--quiet", action="store_true", help="no per-seed progress lines")
     p.add_argument("--plot", metavar="FILE.png",
                    help="also draw median/quartile regret curves of all searchers (log scale) into FILE.png")
@@ -183,21 +401,34 @@ def _validate_search_args(args: argparse.Namespace) -> None:
     the searcher name, the space, and for a tabular search the whole table (its objective, test and
     fidelity columns, numeric values, rows and architectures). Raises ValueError naming the problem."""
     check_methods([args.searcher], compression_ok=False)
+    if args.benchmark is None and args.position_columns:
+        raise ValueError("--position-columns names columns of a --benchmark table (with --space positional)")
+    args.position_columns = parse_position_columns(args.position_columns, args.space) if args.benchmark else None
+    args.searcher_kwargs = parse_searcher_options(args.searcher_option, [args.searcher],
+                                                  reserved=SEARCH_RESERVED).get(args.searcher, {})
     if args.benchmark is None:
         from raynas.registry import make_space
 
-        make_space(args.space)
-        return
-    if not args.objective:
-        raise ValueError("a benchmark search needs --objective (the column to optimise)")
-    from raynas.benchmarks.tabular import TabularBenchmark
+        space = make_space(args.space)
+    else:
+        if not args.objective:
+            raise ValueError("a benchmark search needs --objective (the column to optimise)")
+        from raynas.benchmarks.tabular import TabularBenchmark
 
-    TabularBenchmark.from_csv(args.benchmark, args.objective, space=args.space, mode=args.mode,
-                              test_metric=args.test_metric, fidelities=args.fidelities,
-                              objective_epochs=args.objective_epochs)
+        space = TabularBenchmark.from_csv(args.benchmark, args.objective, space=args.space, mode=args.mode,
+                                          test_metric=args.test_metric, fidelities=args.fidelities,
+                                          objective_epochs=args.objective_epochs,
+                                          position_columns=args.position_columns).space
+    check_searcher_builds(args.searcher, space, args.mode, args.searcher_kwargs)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    if args.resume and args.searcher_option:
+        raise ValueError("--searcher-option cannot change a resumed search: it keeps the options saved in "
+                         "its raynas.json (searcher_kwargs)")
+    if args.resume and args.position_columns:
+        raise ValueError("--position-columns cannot change a resumed search: it keeps the columns saved in "
+                         "its raynas.json")
     if not args.resume:
         _validate_search_args(args)  # errors within seconds, before Ray (and its import)
     from raynas.searchers.experiment import (
@@ -221,14 +452,18 @@ def cmd_search(args: argparse.Namespace) -> int:
             seed=args.seed, storage=args.storage, name=args.name, epochs=args.epochs,
             seconds_per_epoch=args.seconds_per_epoch, cpus_per_trial=args.cpus_per_trial,
             gpus_per_trial=args.gpus_per_trial, dataset=args.dataset, data_dir=args.data_dir,
-            download=args.download, wait_for_gpus=args.wait_for_gpus,
+            download=args.download, wait_for_gpus=args.wait_for_gpus, searcher_kwargs=args.searcher_kwargs,
+            position_columns=args.position_columns,
         )
     if args.resume:
         validate_spec(spec)  # the table may have changed since: fail before Ray starts
     check_data(spec)  # before starting Ray: a missing data set fails in a second
     init_ray(log_to_driver=spec.benchmark is None)  # tabular workers print only noise (errors: error.txt)
     _stop_gracefully_on_sigterm("search")
-    run_search(spec, resume=args.resume)
+    # one line per finished trial; Tune's own status tables only with --verbose
+    if not args.verbose:
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's new output prints its configuration box even at verbose=0
+    run_search(spec, resume=args.resume, console=True, tune_verbose=1 if args.verbose else 0)
     return 0
 
 
@@ -281,11 +516,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     names = check_methods([n.strip() for n in args.searchers.split(",") if n.strip()], compression_ok=False)
     if not names:
         raise ValueError(f"--searchers names no searcher; choose from {', '.join(ordinary_methods())}")
+    options = parse_searcher_options(args.searcher_option, names, reserved=BENCH_RESERVED)
     bench = TabularBenchmark.from_csv(
-        args.table, args.objective, space=args.space, mode=args.mode, test_metric=args.test_metric
+        args.table, args.objective, space=args.space, mode=args.mode, test_metric=args.test_metric,
+        position_columns=parse_position_columns(args.position_columns, args.space),
     )
+    for name, values in options.items():
+        check_searcher_builds(name, bench.space, args.mode, values)
     report = run_bench(bench, names, args.seeds, args.max_queries, args.concurrency, args.out,
-                       progress=not args.quiet, first_seed=args.first_seed)
+                       progress=not args.quiet, first_seed=args.first_seed, searcher_options=options)
     for name, block in report["searchers"].items():
         print(summary_line(name, block))
     print(f"wrote {os.path.abspath(args.out)}")

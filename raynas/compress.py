@@ -41,8 +41,6 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from raynas.cli_args import add_data_location_arguments
 from raynas.teachers import COMPRESS_DATASETS, TORCHVISION_TEACHERS, load_teacher
-# what searchers/experiment.py reads from here (the teachers themselves live in raynas.teachers)
-from raynas.teachers import CIFAR_SHAPE, DIGITS_SHAPE, teacher_module  # noqa: F401
 
 if TYPE_CHECKING:  # torch is imported by the functions, so that `raynas --help` stays fast
     from torch import nn
@@ -79,7 +77,8 @@ def add_compress_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per student; default 1")
     p.add_argument("--gpus-per-trial", type=float, default=0.0,
                    help="GPUs per student, fractions allowed (0.5: two students share a GPU); default 0 (CPU)")
-    p.add_argument("--searcher", choices=("esnac", "random"), default="esnac")
+    p.add_argument("--searcher", choices=("esnac", "random"), default="esnac",
+                   help="esnac (learned-kernel BO over compressions, default) or random (the baseline)")
     p.add_argument("--num-samples", type=int, default=40, help="students to train; default 40")
     p.add_argument("--max-concurrent", type=int, default=4, help="students trained at once; default 4")
     p.add_argument("--num-kernels", type=int, default=4, help="ESNAC's K; default 4")
@@ -88,7 +87,8 @@ def add_compress_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                    help="distillation batch size; default 64 on digits, 128 on CIFAR-sized data")
     p.add_argument("--lr", type=float, default=None, help="distillation learning rate; default 0.02 on digits, "
                    "0.05 on CIFAR-sized data")
-    p.add_argument("--scheduler", choices=("asha", "none"), default="asha")
+    p.add_argument("--scheduler", choices=("asha", "none"), default="asha",
+                   help="asha (default: stop poor students after an epoch) or none (train every student fully)")
     p.add_argument("--save-kernels", metavar="FILE", help="write ESNAC's learned kernels here (for transfer)")
     p.add_argument("--kernels", metavar="FILE", help="start ESNAC from kernels saved by --save-kernels")
     p.add_argument("--storage", default="raynas_results",
@@ -97,7 +97,7 @@ def add_compress_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                    "state, raynas.json, teacher.pt (the teacher's state_dict), results.csv, best_so_far.png")
     p.add_argument("--name", default=None,
                    help="experiment name; default compress-<searcher>-<seed>-<date>-<time>")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the search, the teacher and the data split; default 0")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run --name (or the latest compress run under --storage) with "
                    "its saved settings and teacher.pt (the teacher is not trained again); the other options "

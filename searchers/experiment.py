@@ -77,6 +77,10 @@ class SearchSpec:
     data_dir: str | None = None
     download: bool = False
     wait_for_gpus: float = 0.0
+    #: Options of the searcher's method (``--searcher-option KEY=VALUE``, typed), passed where it is built.
+    searcher_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Columns of a positional ``benchmark`` table (``--space positional --position-columns``), in order.
+    position_columns: list[str] | None = None
     #: What built the experiment, saved in ``raynas.json`` (``"search"``; :class:`CompressSpec`: ``"compress"``).
     kind: str = dataclasses.field(default="search", init=False)
     #: Tune's ``RunConfig(verbose=...)`` (``raynas compress`` keeps stdout for its JSON summary).
@@ -101,6 +105,13 @@ class SearchSpec:
             raise ValueError(f"gpus_per_trial above 1 must be a whole number, got {self.gpus_per_trial}")
         if self.wait_for_gpus < 0:
             raise ValueError(f"wait_for_gpus must be >= 0 seconds, got {self.wait_for_gpus}")
+        if self.benchmark is not None and self.space == "positional" and not self.position_columns:
+            raise ValueError("a positional benchmark (--space positional) needs --position-columns COL,COL,...")
+        if self.position_columns is not None:
+            self.position_columns = [str(column) for column in self.position_columns]
+        if not isinstance(self.searcher_kwargs, dict) or "seed" in self.searcher_kwargs:
+            raise ValueError(f"searcher_kwargs must be a dict of method options without 'seed' (set by seed), "
+                             f"got {self.searcher_kwargs!r}")
         self._check_searcher()
         self.storage = absolute_location(self.storage)
         if self.benchmark is not None:
@@ -122,8 +133,8 @@ class SearchSpec:
         return str(self.objective) if self.benchmark is not None else "val_acc"
 
     def searcher_options(self) -> dict[str, Any]:
-        """Keyword arguments of the searcher besides space, metric and mode."""
-        return {"seed": self.seed}
+        """Keyword arguments of the searcher besides space, metric and mode (``searcher_kwargs`` and the seed)."""
+        return {**(self.searcher_kwargs or {}), "seed": self.seed}
 
     @property
     def experiment_dir(self) -> str:
@@ -172,7 +183,7 @@ class CompressSpec(SearchSpec):
     Shares :class:`SearchSpec`'s storage, saving, resuming and reporting; the
     trials are :class:`raynas.trainables.distill.DistillTrainable` students,
     maximising ESNAC's ``objective``. ``teacher`` is ``digits-cnn``, a torchvision
-    name (:data:`raynas.compress.TORCHVISION_TEACHERS`) or the path of a saved
+    name (:data:`raynas.teachers.TORCHVISION_TEACHERS`) or the path of a saved
     module; the teacher actually used is the ``state_dict`` saved in the
     experiment directory (:func:`save_teacher_state`), so ``teacher_weights`` and
     ``teacher_epochs`` only record how it was obtained. ``kernels`` (ESNAC's
@@ -200,7 +211,7 @@ class CompressSpec(SearchSpec):
     tune_verbose: ClassVar[int] = 0
 
     def __post_init__(self) -> None:
-        from raynas.compress import TORCHVISION_TEACHERS
+        from raynas.teachers import TORCHVISION_TEACHERS
 
         if self.benchmark is not None:
             raise ValueError("a compression run trains students: it takes no benchmark table")
@@ -231,8 +242,9 @@ class CompressSpec(SearchSpec):
 
     def searcher_options(self) -> dict[str, Any]:
         if self.searcher == "esnac":
-            return {"seed": self.seed, "num_kernels": self.num_kernels, "kernels": self.kernels}
-        return {"seed": self.seed}
+            return {**(self.searcher_kwargs or {}), "seed": self.seed, "num_kernels": self.num_kernels,
+                    "kernels": self.kernels}
+        return {**(self.searcher_kwargs or {}), "seed": self.seed}
 
     @property
     def teacher_path(self) -> str:
@@ -273,7 +285,7 @@ def load_saved_teacher(spec: CompressSpec) -> Any:
 
     import torch
 
-    from raynas.compress import teacher_module
+    from raynas.teachers import teacher_module
 
     if not exists(spec.teacher_path):
         raise FileNotFoundError(f"{spec.experiment_dir!r} holds no {TEACHER_FILE}: the compression run's teacher "
@@ -336,7 +348,7 @@ def build_experiment(spec: SearchSpec) -> Experiment:
         bench = TabularBenchmark.from_csv(
             spec.benchmark, spec.objective, space=spec.space, mode=spec.mode,  # type: ignore[arg-type]
             test_metric=spec.test_metric, fidelities=spec.fidelities,
-            objective_epochs=spec.objective_epochs,
+            objective_epochs=spec.objective_epochs, position_columns=spec.position_columns,
         )
         trainable = tune.with_parameters(
             TabularTrainable, benchmark=bench, seconds_per_epoch=spec.seconds_per_epoch
@@ -378,7 +390,7 @@ def build_experiment(spec: SearchSpec) -> Experiment:
 
 def _build_compress_experiment(spec: CompressSpec, resources: dict[str, float]) -> Experiment:
     """Students of the saved teacher (:func:`load_saved_teacher`), distilled by ``DistillTrainable``."""
-    from raynas.compress import CIFAR_SHAPE, DIGITS_SHAPE
+    from raynas.teachers import CIFAR_SHAPE, DIGITS_SHAPE
     from raynas.spaces.compression import CompressionSpace
     from raynas.trainables.distill import DistillTrainable
 
@@ -548,6 +560,7 @@ def validate_spec(spec: SearchSpec) -> TabularBenchmark | None:
     return TabularBenchmark.from_csv(
         spec.benchmark, spec.objective, space=spec.space, mode=spec.mode,  # type: ignore[arg-type]
         test_metric=spec.test_metric, fidelities=spec.fidelities, objective_epochs=spec.objective_epochs,
+        position_columns=spec.position_columns,
     )
 
 
@@ -556,8 +569,14 @@ def trial_dirname(trial) -> str:
     return f"{trial.trainable_name}_{trial.trial_id}"
 
 
-def build_tuner(spec: SearchSpec, experiment: Experiment | None = None) -> tune.Tuner:
-    """A fresh ``Tuner`` for ``spec`` (records ``raynas.json`` beside Tune's state)."""
+def build_tuner(spec: SearchSpec, experiment: Experiment | None = None, *, console: bool = False,
+                tune_verbose: int | None = None) -> tune.Tuner:
+    """A fresh ``Tuner`` for ``spec`` (records ``raynas.json`` beside Tune's state).
+
+    ``console``: print one line per finished trial (:class:`raynas.searchers.console.TrialLines`);
+    ``tune_verbose``: Tune's ``RunConfig(verbose=...)`` (its status tables), default ``spec.tune_verbose``.
+    Both are pickled with the tuner, so a resumed run prints the same way.
+    """
     experiment = experiment or build_experiment(spec)
     if experiment.space is not None:
         space = experiment.space
@@ -576,6 +595,11 @@ def build_tuner(spec: SearchSpec, experiment: Experiment | None = None) -> tune.
     else:
         scheduler = FIFOScheduler()
     spec.save()
+    callbacks: list[Any] = [KeepSearcherBackup(spec.experiment_dir)]
+    if console:
+        from raynas.searchers.console import TrialLines
+
+        callbacks.append(TrialLines(space, experiment.metric, experiment.mode, experiment.max_t, spec.num_samples))
     return tune.Tuner(
         experiment.trainable,
         param_space=experiment.param_space,
@@ -599,8 +623,8 @@ def build_tuner(spec: SearchSpec, experiment: Experiment | None = None) -> tune.
                 checkpoint_frequency=0 if experiment.benchmark is not None else 1,
             ),
             failure_config=tune.FailureConfig(max_failures=1),
-            verbose=spec.tune_verbose,
-            callbacks=[KeepSearcherBackup(spec.experiment_dir)],
+            verbose=spec.tune_verbose if tune_verbose is None else tune_verbose,
+            callbacks=callbacks,
         ),
     )
 
@@ -885,14 +909,20 @@ def _report_to_uri(frame, metric: str, mode: str, experiment_dir: str, title: st
     return summary
 
 
-def run_search(spec: SearchSpec, resume: bool = False, verbose: bool = True) -> tuple[tune.ResultGrid, dict]:
-    """Run (or resume) a search and write its report. Returns the ResultGrid and the summary."""
-    results, summary, _ = run_experiment(spec, resume=resume, verbose=verbose)
+def run_search(spec: SearchSpec, resume: bool = False, verbose: bool = True, *, console: bool = False,
+               tune_verbose: int | None = None) -> tuple[tune.ResultGrid, dict]:
+    """Run (or resume) a search and write its report. Returns the ResultGrid and the summary.
+
+    ``console`` / ``tune_verbose``: see :func:`build_tuner` (a new run; a resumed one prints as it did).
+    """
+    results, summary, _ = run_experiment(spec, resume=resume, verbose=verbose, console=console,
+                                         tune_verbose=tune_verbose)
     return results, summary
 
 
 def run_experiment(spec: SearchSpec, resume: bool = False,
-                   verbose: bool = True) -> tuple[tune.ResultGrid, dict, Experiment]:
+                   verbose: bool = True, *, console: bool = False,
+                   tune_verbose: int | None = None) -> tuple[tune.ResultGrid, dict, Experiment]:
     """:func:`run_search`, also returning the :class:`Experiment` (with the searcher Tune ran).
 
     How the run ended is ``summary["status"]`` and :data:`LAST_RUN` (a :class:`RunOutcome`): the
@@ -911,7 +941,7 @@ def run_experiment(spec: SearchSpec, resume: bool = False,
         tuner, spec, experiment = restore_tuner(spec.experiment_dir)
     else:
         experiment = build_experiment(spec)
-        tuner = build_tuner(spec, experiment)
+        tuner = build_tuner(spec, experiment, console=console, tune_verbose=tune_verbose)
     with _watch_interrupt() as interrupted, _quiet_trial_errors():
         results = tuner.fit()
     summary = report(results, spec, experiment.metric, experiment.mode)

@@ -42,6 +42,8 @@ import numpy as np
 import pandas as pd
 
 from raynas.architecture import CONFIG_KEY, Architecture
+from raynas.benchmarks.tabular import BenchmarkError
+from raynas.spaces.base import InvalidArchitectureError
 
 Mode = Literal["max", "min"]
 
@@ -219,8 +221,8 @@ class Run:
         if arch is not None and self.space is not None:
             try:
                 return str(self.space.describe(arch))
-            except Exception:  # an architecture of another space: fall back to what the trial said
-                pass
+            except (InvalidArchitectureError, ValueError, KeyError, IndexError):
+                pass  # an architecture of another space: fall back to what the trial said
         if "arch_str" in row and isinstance(row["arch_str"], str) and row["arch_str"]:
             return row["arch_str"]
         return arch.to_json() if arch is not None else "?"
@@ -275,7 +277,7 @@ def prepare_run(
         if test_metric:
             try:
                 optimum_test = float(benchmark.value(arch, test_metric))
-            except Exception:
+            except (BenchmarkError, KeyError, ValueError):  # the table lacks that column
                 optimum_test = None
         space = space if space is not None else benchmark.space
     if space is None:

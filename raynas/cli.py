@@ -45,7 +45,7 @@ def _option_signature(name: str) -> dict[str, tuple[Any, Any]]:
             continue
         try:
             hints = typing.get_type_hints(klass.__init__)
-        except Exception:  # noqa: BLE001 - an unresolvable annotation: fall back to the default's type
+        except (NameError, TypeError, AttributeError):  # an unresolvable annotation: the default's type
             hints = {}
         for parameter in list(inspect.signature(klass.__init__).parameters.values())[1:]:
             if parameter.name in valid and parameter.name not in found:

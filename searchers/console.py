@@ -13,12 +13,18 @@ value so far, the time since the run started and an estimate of what is left.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
 from typing import Any
 
 from ray import tune
+
+from raynas.architecture import ArchitectureFormatError
+from raynas.spaces.base import InvalidArchitectureError
+
+logger = logging.getLogger(__name__)
 
 #: Longest architecture text on a line; longer ones keep their start and end around "...".
 ARCH_WIDTH = 60
@@ -104,16 +110,16 @@ class TrialLines(tune.Callback):
                 value = self._full(other.last_result or {})
                 if value is not None and self._better(value):
                     self._best = value
-        except Exception:  # noqa: BLE001 - a line must never stop the run
-            pass
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a line must never stop the run
+            logger.debug("console: could not count the earlier trials (%s: %s)", type(exc).__name__, exc)
 
     def _describe(self, config: dict) -> str:
         try:
             from raynas.architecture import Architecture
 
             return shorten(self.space.describe(Architecture.from_config(config)))
-        except Exception:  # noqa: BLE001 - a line must never stop the run
-            return "?"
+        except (ArchitectureFormatError, InvalidArchitectureError, AttributeError, KeyError, ValueError):
+            return "?"  # a config without a readable architecture of this space
 
     def _line(self, trial, result: dict, failed: bool) -> None:
         try:
@@ -142,5 +148,5 @@ class TrialLines(tune.Callback):
             width = len(str(self.num_samples))
             print(f"[{done:>{width}}/{self.num_samples}] #{index} {self._describe(config)}  {outcome}  "
                   f"{best}  {format_duration(elapsed)} elapsed, ETA {eta}", file=sys.stdout, flush=True)
-        except Exception:  # noqa: BLE001
-            pass
+        except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError) as exc:  # never stop the run
+            logger.debug("console: no line for trial (%s: %s)", type(exc).__name__, exc)

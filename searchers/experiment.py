@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import posixpath
 import tempfile
@@ -25,12 +26,14 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from raynas.analysis import format_summary, write_report
+from raynas.analysis import SPEC_FILE, format_summary, write_report
 from raynas.benchmarks.tabular import TabularBenchmark
 from raynas.registry import make_space
+from raynas.search.base import SearchStateError
 from raynas.searchers import make_searcher
 
-SPEC_FILE = "raynas.json"
+logger = logging.getLogger("raynas")
+
 #: The teacher of a compression run (a ``state_dict``), next to ``raynas.json``.
 TEACHER_FILE = "teacher.pt"
 #: Data sets of real-training searches (``SearchSpec.dataset``).
@@ -526,7 +529,9 @@ class KeepSearcherBackup(tune.Callback):
             fs.move(backup + ".tmp", backup)
             self._last_copied = digest
             return True
-        except Exception:  # noqa: BLE001
+        except (OSError, SearchStateError) as exc:  # no backup this time; the next result tries again
+            logger.warning("raynas: could not back up the searcher state of %s (%s: %s)",
+                           self.experiment_dir, type(exc).__name__, exc)
             return False
 
 

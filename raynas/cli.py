@@ -463,6 +463,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     # one line per finished trial; Tune's own status tables only with --verbose
     if not args.verbose:
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's new output prints its configuration box even at verbose=0
+        # short trials checkpoint every epoch: Tune's advice to snapshot less often is noise to a user
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     run_search(spec, resume=args.resume, console=True, tune_verbose=1 if args.verbose else 0)
     return 0
 

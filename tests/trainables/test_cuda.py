@@ -36,15 +36,6 @@ def cuda_test(function):
     return pytest.mark.cuda(needs_cuda(function))
 
 
-@pytest.fixture(autouse=True)
-def _isolate_in_process_trainables(tmp_path, monkeypatch):
-    """In-process Trainables log under ~/ray_results and set torch's thread count: keep both local."""
-    monkeypatch.setattr("ray.tune.trainable.trainable.DEFAULT_STORAGE_PATH", str(tmp_path / "ray_results"))
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def _config(**overrides):
     return {**SMALL_CELL.to_config(), "dataset": "fake", "channels": 8, "cells_per_stage": 1, "epochs": 3,
             "fake_size": 600, "batch_size": 64, "lr": 0.05, "device": "cuda", **overrides}

@@ -24,15 +24,6 @@ SMALL_CELL = NB201.make(["nor_conv_1x1", "skip_connect", "none", "skip_connect",
 GB = 10**9
 
 
-@pytest.fixture(autouse=True)
-def _isolate_in_process_trainables(tmp_path, monkeypatch):
-    """In-process Trainables log under ~/ray_results and set torch's thread count: keep both local."""
-    monkeypatch.setattr("ray.tune.trainable.trainable.DEFAULT_STORAGE_PATH", str(tmp_path / "ray_results"))
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def _pattern_images(n: int) -> torch.Tensor:
     """uint8 (n, 3, 32, 32): channel 0 = column + 1, channel 1 = row + 1, channel 2 = 200 (never 0)."""
     cols = torch.arange(1, 33, dtype=torch.uint8).expand(32, 32)

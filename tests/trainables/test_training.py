@@ -43,15 +43,6 @@ INCEPTION = NB101.make(
 SMALL_CELL = NB201.make(["nor_conv_1x1", "skip_connect", "none", "skip_connect", "none", "nor_conv_1x1"])
 
 
-@pytest.fixture(autouse=True)
-def _isolate_in_process_trainables(tmp_path, monkeypatch):
-    """In-process Trainables log under ~/ray_results and set torch's thread count: keep both local."""
-    monkeypatch.setattr("ray.tune.trainable.trainable.DEFAULT_STORAGE_PATH", str(tmp_path / "ray_results"))
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 # ------------------------------------------------------------------- NB101
 def test_nb101_paper_size_matches_the_published_parameter_count():
     net = build_model("nb101", INCEPTION)  # 128 channels, 3 stacks of 3 cells

@@ -31,6 +31,7 @@ import base64
 import dataclasses
 import html
 import json
+import logging
 import math
 import os
 import textwrap
@@ -57,6 +58,8 @@ COMPARISON_PNG = "comparison.png"
 COMPARISON_PARETO_PNG = "comparison_pareto.png"
 #: ``raynas.json``: the settings ``raynas search`` saves in the experiment directory.
 SPEC_FILE = "raynas.json"
+
+logger = logging.getLogger(__name__)
 
 _STOPPED_STYLE = dict(marker="|", linestyle="none", color="0.45", markersize=9, markeredgewidth=1.2)
 
@@ -673,12 +676,23 @@ def format_summary(summary: dict[str, object], metric: str) -> str:
                      "(by the scheduler; not counted for the best)")
     best = summary.get("best")
     if isinstance(best, dict):
-        lines.append(f"best {metric}: {best.get(metric)}  (trial {best.get('trial_id')})")
-        if best.get("arch_str"):
-            lines.append(f"best architecture: {best['arch_str']}")
+        lines.append(f"best {metric}: {_num(best.get(metric))}  (trial {summary.get('best_trial')}, "
+                     f"{best.get('trial_id')})")
+        if summary.get("best_architecture"):
+            lines.append(f"best architecture: {summary['best_architecture']}")
+        for line in summary.get("best_drawing") or []:
+            lines.append(f"    {line}")
         for key, value in best.items():
-            if key not in (metric, "trial_id", "arch_str"):
-                lines.append(f"  {key}: {value}")
+            if key not in (metric, "trial_id", "arch_str", f"config/{CONFIG_KEY}"):
+                lines.append(f"  {key}: {_num(value)}")
+        randoms = summary.get("random_cells")
+        if isinstance(randoms, dict) and summary.get("above_random_median") is not None:
+            which = (f"the first {randoms['design']} trials, drawn at random" if randoms["design"] is not None
+                     else "all trials (random search)")
+            stopped = (f"; {randoms['stopped']} more were stopped early as weaker" if randoms["stopped"] else "")
+            lines.append(f"  {summary['above_random_median']:+.2f} against the median random cell "
+                         f"({_num(randoms['median'])}: the median of the {randoms['full']} of {which}, that "
+                         f"trained to the end{stopped})")
     else:
         lines.append(f"no trial reported {metric}")
     if summary.get("optimum") is not None:
@@ -804,6 +818,51 @@ def _draw_best(run: Run, best: pd.Series | None, path: str) -> str | None:
         return None
 
 
+def random_design_size(run: Run) -> int | None:
+    """How many of the run's first trials its searcher drew at random (``None``: every trial; ``0``: none).
+
+    Asked of the Ray-free method the run's settings name
+    (:attr:`~raynas.search.base.ArchitectureSearch.num_random_initial`: the
+    initial design of a Bayesian-optimisation method, regularized
+    evolution's first population); ``0`` when the settings or space are unknown.
+    """
+    from raynas.methods import UnknownMethodError, make_method
+
+    name = run.spec.get("searcher")
+    if not name or run.space is None:
+        return 0
+    try:
+        method = make_method(str(name), run.space, mode=run.mode, **dict(run.spec.get("searcher_kwargs") or {}))
+    except (UnknownMethodError, TypeError, ValueError) as exc:
+        logger.info("no random-cell comparison for searcher %r: %s", name, exc)
+        return 0
+    return method.num_random_initial
+
+
+def random_cells(run: Run) -> dict[str, Any] | None:
+    """The trials the searcher drew at random, as a yardstick for what the search found.
+
+    ``{"design": n, "trials": ..., "full": ..., "stopped": ..., "median": ...}``:
+    the median is of the random cells that trained to full fidelity; those a
+    scheduler stopped early were weaker at their rung, so this median, if
+    anything, overstates the typical random cell (and understates how far the
+    best is above it). ``None`` when the run had no random trials to compare with.
+    """
+    size = random_design_size(run)
+    table = run.table
+    if size == 0 or not len(table):
+        return None
+    first = table.index[table["trial"] <= size] if size is not None else table.index
+    full = run.values.loc[first].dropna()
+    return {
+        "design": int(size) if size is not None else None,
+        "trials": int(len(first)),
+        "full": int(len(full)),
+        "stopped": int(run.stopped.loc[first].sum()),
+        "median": float(full.median()) if len(full) else None,
+    }
+
+
 def _summary(run: Run, best: pd.Series | None) -> dict[str, Any]:
     table, metric = run.table, run.metric
     values = pd.to_numeric(table.get(metric), errors="coerce") if len(table) else pd.Series(dtype=float)
@@ -828,6 +887,18 @@ def _summary(run: Run, best: pd.Series | None) -> dict[str, Any]:
         }
         summary["best_trial"] = int(best["trial"])
         summary["best_architecture"] = run.architecture_text(best)
+        arch = _arch_of(best)
+        if arch is not None and run.space is not None:
+            try:
+                summary["best_drawing"] = run.space.text_drawing(arch)
+            except (InvalidArchitectureError, ValueError, KeyError, IndexError):
+                pass  # an architecture of another space: the string above stands alone
+        randoms = random_cells(run)
+        if randoms is not None:
+            summary["random_cells"] = randoms
+            if randoms["median"] is not None and bool(best.get("full_fidelity", True)):
+                sign = 1.0 if run.mode == "max" else -1.0
+                summary["above_random_median"] = sign * (float(best[metric]) - randoms["median"])
         summary["best_full_fidelity"] = bool(best.get("full_fidelity", True))
         if run.optimum is not None:
             sign = 1.0 if run.mode == "max" else -1.0
@@ -857,6 +928,13 @@ def _img(path: str, alt: str) -> str:
     with open(path, "rb") as handle:
         data = base64.b64encode(handle.read()).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def _num(value: Any) -> str:
+    """A value for the console: numbers to 4 significant digits (integers whole)."""
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and not float(value).is_integer():
+        return f"{value:.4g}"
+    return str(value)
 
 
 def _fmt(value: Any, digits: int = 6) -> str:
@@ -937,6 +1015,15 @@ def _report_html(run: Run, summary: Mapping[str, Any], plots: Mapping[str, str],
                    f"<b>{_fmt(best.get(metric))}</b> (trial {summary['best_trial']} of {summary['trials']}"
                    + ("" if summary.get("best_full_fidelity", True) else ", <i>lower fidelity only</i>") + ")"))
         kv.append(("best architecture", _breakable(str(summary["best_architecture"]))))
+        if summary.get("best_drawing"):
+            kv.append(("the cell", "<br>".join(f"<code>{html.escape(line)}</code>"
+                                               for line in summary["best_drawing"])))
+        randoms = summary.get("random_cells")
+        if isinstance(randoms, dict) and summary.get("above_random_median") is not None:
+            kv.append(("against random cells",
+                       f"{summary['above_random_median']:+.3g} against the median random cell "
+                       f"({_fmt(randoms['median'])}, of the {randoms['full']} random trials that trained to "
+                       f"the end; {randoms['stopped']} more were stopped early as weaker)"))
         if run.test_metric and run.test_metric in best:
             kv.append((f"its {html.escape(run.test_metric)}", _fmt(best[run.test_metric])))
         row = run.table.loc[run.table["trial"] == summary["best_trial"]].iloc[0]

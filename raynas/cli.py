@@ -217,7 +217,7 @@ def _search_parser(sub: argparse._SubParsersAction) -> None:
         "CPU), or CIFAR-10/100 from --data-dir (fetched only with --download), on GPUs with "
         "--gpus-per-trial; with --benchmark, they answer from the table.",
     )
-    p.add_argument("--searcher", default="regevo", help=f"searcher name ({SEARCHER_NAMES}); default regevo")
+    p.add_argument("--searcher", default="bonas", help=f"searcher name ({SEARCHER_NAMES}); default bonas")
     p.add_argument("--searcher-option", action="append", metavar="KEY=VALUE", dest="searcher_option",
                    help="an option of the searcher's method (repeatable), typed from its signature, e.g. "
                    "pool_size=50 or warm_start=true; saved in raynas.json, so --resume keeps it")
@@ -240,7 +240,9 @@ def _search_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", choices=("asha", "none"), default="asha",
                    help="asha: stop weak trials early at the rungs (--grace-period, --reduction-factor; "
                    "tabular: the --fidelities columns); none: every trial runs its full budget; default asha")
-    p.add_argument("--grace-period", type=int, default=3, help="ASHA grace period in epochs; default 3")
+    p.add_argument("--grace-period", type=float,
+                   help="ASHA grace period in epochs, one of the rungs (a table: the epochs of a --fidelities "
+                   "column); default: a table's first rung, a third of the epochs of real training")
     p.add_argument("--reduction-factor", type=int, default=3, help="ASHA reduction factor; default 3")
     p.add_argument("--epochs", type=int,
                    help="training epochs per trial (real training); default 10 on digits, on CIFAR the "
@@ -322,6 +324,9 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-seed progress lines")
     p.add_argument("--plot", metavar="FILE.png",
                    help="also draw median/quartile regret curves of all searchers (log scale) into FILE.png")
+    from raynas.cost import add_cost_arguments  # Ray-free, like raynas.bench
+
+    add_cost_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,16 +401,18 @@ def _run_outcome(command: str) -> int | None:
     return EXIT_NO_RESULTS
 
 
-def _validate_search_args(args: argparse.Namespace) -> None:
+def _validate_search_args(args: argparse.Namespace) -> Any:
     """What a new ``raynas search`` can get wrong, checked before Ray is even imported (about a second):
     the searcher name, the space, and for a tabular search the whole table (its objective, test and
-    fidelity columns, numeric values, rows and architectures). Raises ValueError naming the problem."""
+    fidelity columns, numeric values, rows and architectures). Raises ValueError naming the problem;
+    returns the loaded table (``None`` without --benchmark)."""
     check_methods([args.searcher], compression_ok=False)
     if args.benchmark is None and args.position_columns:
         raise ValueError("--position-columns names columns of a --benchmark table (with --space positional)")
     args.position_columns = parse_position_columns(args.position_columns, args.space) if args.benchmark else None
     args.searcher_kwargs = parse_searcher_options(args.searcher_option, [args.searcher],
                                                   reserved=SEARCH_RESERVED).get(args.searcher, {})
+    bench = None
     if args.benchmark is None:
         from raynas.registry import make_space
 
@@ -415,11 +422,13 @@ def _validate_search_args(args: argparse.Namespace) -> None:
             raise ValueError("a benchmark search needs --objective (the column to optimise)")
         from raynas.benchmarks.tabular import TabularBenchmark
 
-        space = TabularBenchmark.from_csv(args.benchmark, args.objective, space=args.space, mode=args.mode,
+        bench = TabularBenchmark.from_csv(args.benchmark, args.objective, space=args.space, mode=args.mode,
                                           test_metric=args.test_metric, fidelities=args.fidelities,
                                           objective_epochs=args.objective_epochs,
-                                          position_columns=args.position_columns).space
+                                          position_columns=args.position_columns)
+        space = bench.space
     check_searcher_builds(args.searcher, space, args.mode, args.searcher_kwargs)
+    return bench
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -429,11 +438,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.resume and args.position_columns:
         raise ValueError("--position-columns cannot change a resumed search: it keeps the columns saved in "
                          "its raynas.json")
-    if not args.resume:
-        _validate_search_args(args)  # errors within seconds, before Ray (and its import)
+    bench = None if args.resume else _validate_search_args(args)  # errors within seconds, before Ray's import
     from raynas.searchers.experiment import (
-        SearchSpec, absolute_location, check_data, init_ray, join_location, latest_experiment, run_search,
-        validate_spec,
+        SearchSpec, absolute_location, asha_grace, check_data, init_ray, join_location, latest_experiment,
+        max_epochs, rung_epochs, run_search, validate_spec,
     )
 
     if args.resume:
@@ -455,17 +463,30 @@ def cmd_search(args: argparse.Namespace) -> int:
             download=args.download, wait_for_gpus=args.wait_for_gpus, searcher_kwargs=args.searcher_kwargs,
             position_columns=args.position_columns,
         )
+        # ASHA's grace period against the rungs (a table's fidelities, or the epochs), before Ray starts
+        max_t = len(bench.fidelities) if bench is not None else max_epochs(spec)
+        asha_grace(spec, rung_epochs(spec, bench, max_t), warn=False)  # the run itself warns, once
     if args.resume:
         validate_spec(spec)  # the table may have changed since: fail before Ray starts
     check_data(spec)  # before starting Ray: a missing data set fails in a second
-    init_ray(log_to_driver=spec.benchmark is None)  # tabular workers print only noise (errors: error.txt)
+    import ray
+
+    ray_started_here = not ray.is_initialized()
+    # tabular workers print only noise (errors: error.txt); without --verbose, Ray's INFO lines neither
+    init_ray(log_to_driver=spec.benchmark is None, log_level=None if args.verbose else "WARNING")
     _stop_gracefully_on_sigterm("search")
     # one line per finished trial; Tune's own status tables only with --verbose
     if not args.verbose:
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's new output prints its configuration box even at verbose=0
         # short trials checkpoint every epoch: Tune's advice to snapshot less often is noise to a user
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    run_search(spec, resume=args.resume, console=True, tune_verbose=1 if args.verbose else 0)
+    try:
+        run_search(spec, resume=args.resume, console=True, tune_verbose=1 if args.verbose else 0)
+    finally:
+        if ray_started_here:
+            # now, not from atexit: Ray's own teardown at interpreter exit can race its SIGTERM handler and
+            # print an "Exception ignored ... SystemExit" traceback after a finished run
+            ray.shutdown()
     return 0
 
 
@@ -519,6 +540,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not names:
         raise ValueError(f"--searchers names no searcher; choose from {', '.join(ordinary_methods())}")
     options = parse_searcher_options(args.searcher_option, names, reserved=BENCH_RESERVED)
+    from raynas.cost import cost_mode_requested, run_cost_from_args
+
+    if cost_mode_requested(args):  # the simulated cluster: epochs and wall-clock under early stopping
+        run_cost_from_args(args, names, options)
+        return 0
     bench = TabularBenchmark.from_csv(
         args.table, args.objective, space=args.space, mode=args.mode, test_metric=args.test_metric,
         position_columns=parse_position_columns(args.position_columns, args.space),

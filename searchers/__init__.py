@@ -16,6 +16,7 @@ from typing import Any
 from raynas.methods import METHODS, method_class
 from raynas.searchers.base import RaynasSearcher
 from raynas.searchers.baselines import RandomSearcher, RegularizedEvolutionSearcher
+from raynas.searchers.console import TrialLines, trial_dirname
 from raynas.spaces.base import SearchSpace
 
 #: Searcher classes of their own, by method name.
@@ -80,6 +81,8 @@ __all__ = [
     "RaynasSearcher",
     "RandomSearcher",
     "RegularizedEvolutionSearcher",
+    "TrialLines",
     "make_searcher",
     "searcher_class",
+    "trial_dirname",
 ]

@@ -58,6 +58,12 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def trial_dirname(trial: Any) -> str:
+    """A short trial directory name, ``TabularTrainable_0065db23``: Tune's default embeds the config,
+    here the whole architecture JSON. Pass it as ``tune.TuneConfig(trial_dirname_creator=trial_dirname)``."""
+    return f"{trial.trainable_name}_{trial.trial_id}"
+
+
 class TrialLines(tune.Callback):
     """A Tune callback printing one line per finished (or failed) trial to stdout.
 

@@ -31,6 +31,7 @@ from raynas.benchmarks.tabular import TabularBenchmark
 from raynas.registry import make_space
 from raynas.search.base import SearchStateError
 from raynas.searchers import make_searcher
+from raynas.searchers.console import trial_dirname
 
 logger = logging.getLogger("raynas")
 
@@ -56,7 +57,7 @@ class SearchSpec:
     0 fails at once when no node can (Tune itself would wait forever).
     """
 
-    searcher: str = "regevo"
+    searcher: str = "bonas"
     space: str = "nb201"
     benchmark: str | None = None
     objective: str | None = None
@@ -67,7 +68,9 @@ class SearchSpec:
     num_samples: int = 32
     max_concurrent: int = 2
     scheduler: str = "asha"
-    grace_period: int = 3
+    #: ASHA's grace period in epochs (a table: one of its fidelities' epochs); ``None``: the first
+    #: rung of a table, a third of the epochs of real training (:func:`raynas.schedule.grace_iterations`).
+    grace_period: float | None = None
     reduction_factor: int = 3
     seed: int = 0
     storage: str = "raynas_results"
@@ -544,34 +547,76 @@ def _newest_searcher_state(fs, path: str) -> str | None:
     return max(names) if names else None
 
 
+def rung_epochs(spec: SearchSpec, benchmark: TabularBenchmark | None, max_t: int) -> list[float]:
+    """The epochs at each result a trial reports: a table's fidelities, else every epoch up to ``max_t``."""
+    if benchmark is not None:
+        return [float(f.epochs) for f in benchmark.fidelities]
+    return [float(k) for k in range(1, int(max_t) + 1)]
+
+
+def asha_grace(spec: SearchSpec, rungs: list[float], warn: bool = True) -> int | None:
+    """ASHA's grace period in ``training_iteration`` s for ``spec``, or ``None`` when ASHA is off.
+
+    ``spec.grace_period`` is in epochs and must be one of the rungs
+    (:func:`raynas.schedule.grace_iterations`; a mismatch raises
+    :class:`~raynas.schedule.ScheduleError` naming the rungs). Where trials
+    report only once (a table without ``--fidelities``, a single epoch) ASHA
+    could never stop one: it is left out, with a warning (``warn``) instead of running idle.
+    """
+    from raynas.schedule import grace_iterations
+
+    if spec.scheduler != "asha":
+        return None
+    if len(rungs) < 2:
+        if spec.grace_period is not None:
+            grace_iterations(rungs, spec.grace_period)  # raises, naming the fix
+        if warn:
+            logger.warning("--scheduler asha can stop nothing here: every trial reports once (at %g epochs); "
+                           "running each to the end. A table needs --fidelities COL:EPOCHS for ASHA to have rungs",
+                           rungs[0] if rungs else float("nan"))
+        return None
+    return grace_iterations(rungs, spec.grace_period)
+
+
+def max_epochs(spec: SearchSpec) -> int:
+    """The epochs of a real-training trial of ``spec`` (``--epochs`` or the recipe's)."""
+    if spec.epochs is not None:
+        return int(spec.epochs)
+    if isinstance(spec, CompressSpec):
+        return 1
+    from raynas.trainables.training import recipe_defaults
+
+    return int(recipe_defaults(spec.space, spec.dataset)["epochs"])
+
+
 def validate_spec(spec: SearchSpec) -> TabularBenchmark | None:
     """Everything about ``spec`` that can be checked without Ray, checked before Ray starts (seconds).
 
     The searcher name (registered, and usable on this kind of run), the space, and for a tabular search
     the whole table: its columns (objective, test metric, fidelities), numeric values, rows and
-    architectures. Raises ``ValueError`` (``BenchmarkError``, ``UnknownMethodError``) naming the problem;
+    architectures; and that ASHA's grace period is one of the rungs (:func:`asha_grace`). Raises
+    ``ValueError`` (``BenchmarkError``, ``UnknownMethodError``, ``ScheduleError``) naming the problem;
     returns the loaded benchmark, if any.
     """
     from raynas.methods import check_methods
 
     check_methods([spec.searcher], compression_ok=isinstance(spec, CompressSpec))
     if isinstance(spec, CompressSpec):
+        asha_grace(spec, rung_epochs(spec, None, max_epochs(spec)), warn=False)
         return None
     if spec.objective_epochs is not None and not (spec.objective_epochs > 0):
         raise ValueError(f"--objective-epochs must be > 0, got {spec.objective_epochs}")
     if spec.benchmark is None:
         make_space(spec.space)  # an unknown space fails here, naming the known ones
+        asha_grace(spec, rung_epochs(spec, None, max_epochs(spec)), warn=False)
         return None
-    return TabularBenchmark.from_csv(
+    bench = TabularBenchmark.from_csv(
         spec.benchmark, spec.objective, space=spec.space, mode=spec.mode,  # type: ignore[arg-type]
         test_metric=spec.test_metric, fidelities=spec.fidelities, objective_epochs=spec.objective_epochs,
         position_columns=spec.position_columns,
     )
-
-
-def trial_dirname(trial) -> str:
-    """Short trial directory names (Tune's default embeds the whole architecture JSON)."""
-    return f"{trial.trainable_name}_{trial.trial_id}"
+    asha_grace(spec, rung_epochs(spec, bench, len(bench.fidelities)), warn=False)
+    return bench
 
 
 def build_tuner(spec: SearchSpec, experiment: Experiment | None = None, *, console: bool = False,
@@ -590,11 +635,12 @@ def build_tuner(spec: SearchSpec, experiment: Experiment | None = None, *, conso
     searcher = make_searcher(spec.searcher, space, metric=experiment.metric, mode=experiment.mode,
                              **spec.searcher_options())
     experiment.searcher = searcher
-    if spec.scheduler == "asha" and experiment.max_t > 1:
+    grace = asha_grace(spec, rung_epochs(spec, experiment.benchmark, experiment.max_t))
+    if grace is not None:
         scheduler = ASHAScheduler(
             time_attr="training_iteration",
             max_t=experiment.max_t,
-            grace_period=min(spec.grace_period, experiment.max_t),
+            grace_period=grace,
             reduction_factor=spec.reduction_factor,
         )
     else:
@@ -871,19 +917,24 @@ def _kind_of(fs, spec_path: str) -> str | None:
         return None
 
 
-def init_ray(num_cpus: int | None = None, log_to_driver: bool = True) -> None:
+def init_ray(num_cpus: int | None = None, log_to_driver: bool = True, log_level: str | None = None) -> None:
     """Attach to the cluster in ``RAY_ADDRESS`` if set, else start a local Ray runtime.
 
     ``log_to_driver=False`` (local Ray only) keeps the workers' output out of the driver's: tabular
     trials print nothing worth reading, and a failing one's traceback is in its ``error.txt``.
+    ``log_level`` (e.g. ``"WARNING"``): the least severe log record Ray's loggers pass on, in the
+    workers too (``ray.LoggingConfig``); ``raynas search`` without ``--verbose`` drops Ray Train's
+    "Checkpoint successfully created" line, one per trial and epoch, this way. ``None``: Ray's default.
     """
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    logging_config = ray.LoggingConfig(log_level=log_level) if log_level else None
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"])
+        ray.init(address=os.environ["RAY_ADDRESS"], logging_config=logging_config)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver,
+                 logging_config=logging_config)
 
 
 def report(results: tune.ResultGrid, spec: SearchSpec, metric: str, mode: str) -> dict[str, object]:

@@ -203,7 +203,7 @@ def _search(storage: Path, table: Path, searcher: str, num_samples: int):
     spec = SearchSpec(searcher=searcher, benchmark=str(table), objective="cifar10valid_val_acc_200ep",
                       test_metric="cifar10_test_acc_200ep", fidelities="cifar10valid_val_acc_12ep:12",
                       objective_epochs=200, num_samples=num_samples, max_concurrent=4, scheduler="asha",
-                      grace_period=1, reduction_factor=2, seed=0, storage=str(storage), name=f"{searcher}-run")
+                      grace_period=12, reduction_factor=2, seed=0, storage=str(storage), name=f"{searcher}-run")
     results, summary = run_search(spec, verbose=False)
     return Path(spec.experiment_dir), results, summary
 
@@ -231,6 +231,14 @@ def test_report_of_a_real_tabular_search(searched, nb201_table_path):
     page = (directory / "report.html").read_text()
     assert page.count('<img src="data:image/png;base64,') == 3
     assert "|nor_conv" in page or "|skip_connect" in page or "|avg_pool" in page or "|none" in page
+    # against the random cells it began with: regevo's first population (10), those ASHA let finish
+    randoms = summary["random_cells"]
+    first = table[table["trial"] <= 10]
+    assert randoms["design"] == 10 and randoms["full"] == first["full_fidelity"].sum() > 0
+    assert randoms["median"] == pytest.approx(full[first.index].median())
+    assert summary["above_random_median"] == pytest.approx(full.max() - randoms["median"])
+    assert "against the median random cell" in page and "against random cells" in page
+    assert len(summary["best_drawing"]) == 3 and summary["best_drawing"][0].startswith("node1 = ")
 
 
 class _Images(HTMLParser):

@@ -256,6 +256,37 @@ def test_search_prints_one_line_per_trial(synthetic_nb201_csv, tmp_path):
         assert tune_table not in done.stdout, done.stdout  # Tune's own output only with --verbose
     saved = json.loads((storage / name / "raynas.json").read_text())
     assert saved["searcher_kwargs"] == {"population_size": 4}
+    # the summary: the best cell drawn as text, and how far it is above the random cells the search began with
+    assert re.search(r"^    node1 = \S+\(node0\)$", done.stdout, re.M), done.stdout
+    assert re.search(r"^  [+-]\d+\.\d\d against the median random cell \(\d+(\.\d+)?: the median of the 4 of the "
+                     r"first 4 trials, drawn at random, that trained to the end\)$", done.stdout, re.M), done.stdout
+
+
+def test_grace_period_must_be_a_rung_and_able_to_stop(synthetic_nb201_csv, tmp_path, capsys):
+    """--grace-period is in epochs: a table's rung, below its last; checked before Ray starts."""
+    import time
+
+    base = ["search", "--benchmark", str(synthetic_nb201_csv), "--objective", "val_200", "--fidelities", "val_12:12",
+            "--objective-epochs", "200", "--storage", str(tmp_path)]
+    started = time.time()
+    assert cli.main(base + ["--grace-period", "3"]) == 2
+    assert ("ASHA grace period 3 epochs is not a rung of this search; its rungs are at 12, 200 epochs: "
+            "pass --grace-period 12") in capsys.readouterr().err
+    assert cli.main(base + ["--grace-period", "200"]) == 2
+    assert "can never stop a trial: trials end at 200 epochs" in capsys.readouterr().err
+    assert time.time() - started < 30 and not list(tmp_path.iterdir())  # nothing started, nothing written
+
+
+def test_grace_iterations_maps_epochs_to_rungs():
+    from raynas.schedule import ScheduleError, grace_iterations
+
+    assert grace_iterations([12, 200], None) == 1 and grace_iterations([12, 36, 200], 36) == 2
+    assert grace_iterations(range(1, 7), None) == 2 and grace_iterations(range(1, 4), None) == 1
+    assert grace_iterations(range(1, 11), 4) == 4
+    with pytest.raises(ScheduleError, match="trials report once"):
+        grace_iterations([200], None)
+    with pytest.raises(ScheduleError, match="can never stop a trial: trials end at 6 epochs"):
+        grace_iterations(range(1, 7), 6)
 
 
 def test_trial_lines_count_earlier_trials_of_a_resumed_run(capsys):

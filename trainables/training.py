@@ -98,6 +98,11 @@ IMAGE_DEFAULTS: dict[str, Any] = {
     "amp_dtype": None,  # None: bfloat16 where the GPU supports it, else float16; or "bfloat16" / "float16"
 }
 
+#: The main job's task, NB201 cells on ``digits`` (see :func:`recipe_defaults`).
+DIGITS_NB201: dict[str, Any] = {
+    "channels": 4, "cells_per_stage": 1, "epochs": 6, "batch_size": 32, "val_fraction": 0.85,
+}
+
 #: Accepted spellings of ``config["amp_dtype"]``.
 AMP_DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
@@ -120,9 +125,16 @@ def amp_dtype_for(device: torch.device, requested: str | None) -> torch.dtype:
 def recipe_defaults(space: str, dataset: str) -> dict[str, Any]:
     """Network size and training recipe of a (space, data set) pair.
 
-    ``digits`` is CPU-sized (NB201: C=8, one cell per stage, 10 epochs, the
-    main job's setting; the macro CNN and MobileNet at a quarter of their
-    widths). CIFAR and ``fake`` use the published sizes and budgets: NB201
+    ``digits`` is CPU-sized. NB201 on digits is the main job's task
+    (:data:`DIGITS_NB201`): C=4, one cell per stage, 6 epochs of batch 32 on
+    15 % of the images (269), validated on the other 1,528, so a trial takes
+    under a second on one core and random cells spread from about 65 % to 92 %
+    (median 87 %). With 10 epochs on 80 % of the images nearly every cell
+    reached 98-99 % and a search had nothing to find. On so little data and
+    training, shallow cells (skip connections, one or two convolutions) tend
+    to win. Other spaces on digits: C=16 (NB101),
+    the macro CNN and MobileNet at a quarter of their widths, 10 epochs on
+    80 % of the images. CIFAR and ``fake`` use the published sizes and budgets: NB201
     C=16, N=5, 200 epochs; NB101 128 channels, 3 cells per stack, 108 epochs;
     the macro and MobileNet spaces at full width for 200 epochs (our choice:
     their papers train on other data); lr 0.1 and batch 256 (NB201's recipe).
@@ -130,8 +142,10 @@ def recipe_defaults(space: str, dataset: str) -> dict[str, Any]:
     if space not in MODEL_SIZE_KEYS:
         raise ValueError(f"no training recipe for space {space!r}; real training supports {sorted(MODEL_SIZE_KEYS)}")
     if dataset == "digits":
+        if space == "nb201":  # the main job: few images, few epochs, so cells really differ
+            return {**DIGITS_NB201, "lr": 0.05}
         size = {
-            "nb201": {"channels": 8, "cells_per_stage": 1}, "nb101": {"channels": 16, "cells_per_stage": 1},
+            "nb101": {"channels": 16, "cells_per_stage": 1},
             "macro_cnn": {"width_mult": 0.25}, "macro_mlp": {"width_mult": 1.0}, "mobilenet": {"width_mult": 0.25},
         }
         return {**size[space], "epochs": 10, "lr": 0.05, "batch_size": 64, "val_fraction": 0.2}

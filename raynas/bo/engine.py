@@ -159,6 +159,10 @@ class BayesianOptimization(ArchitectureSearch):
         self.outcome.eval()
         return y
 
+    @property
+    def num_random_initial(self) -> int | None:
+        return self.num_initial
+
     def initial_design(self, data: ModelData) -> bool:
         """The one initial-design rule: random while ``num_initial`` suggestions are not made,
         fewer than ``min_observations`` results are in, or the data hold fewer than

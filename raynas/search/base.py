@@ -220,6 +220,15 @@ class ArchitectureSearch(ABC):
         return len(self.observations)
 
     @property
+    def num_random_initial(self) -> int | None:
+        """Suggestions drawn uniformly at random before the method's own rule steers (``None``: all).
+
+        Reports compare the best architecture with these random cells
+        (:func:`raynas.analysis.write_report`).
+        """
+        return 0
+
+    @property
     def num_suggested(self) -> int:
         """Suggestions made so far (evaluated, failed and pending)."""
         return len(self.observations) + len(self.failed) + len(self.pending)

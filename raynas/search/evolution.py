@@ -64,6 +64,10 @@ class RegularizedEvolution(ArchitectureSearch):
     def on_observation(self, observation: Observation) -> None:
         self.population.append((observation.arch, observation.value))
 
+    @property
+    def num_random_initial(self) -> int | None:
+        return self.population_size
+
     def propose(self) -> Architecture:
         if self.num_suggested < self.population_size or not self.population:
             return self.space.sample(self.rng)

@@ -15,5 +15,9 @@ class RandomSearch(ArchitectureSearch):
     expectation (7,813 on NAS-Bench-201).
     """
 
+    @property
+    def num_random_initial(self) -> int | None:
+        return None
+
     def propose(self) -> Architecture:
         return self.space.sample(self.rng)

@@ -112,6 +112,26 @@ class SearchSpace(ABC):
         """Human-readable form; spaces with a published string format override this."""
         return arch.to_json()
 
+    def text_drawing(self, arch: Architecture) -> list[str]:
+        """The architecture as lines of text, one per computed node: ``n2 = conv3x3(n0, n1)``.
+
+        Read from :meth:`to_graph` (a node applies its op to the sum of its
+        inputs); spaces with a more natural form (NB201's edge ops) override it.
+
+        Example::
+
+            >>> from raynas.spaces import NB101Space
+            >>> NB101Space().text_drawing(NB101Space().make([[0, 1], [0, 0]], ["input", "output"]))
+            ['n1 = output(n0)']
+        """
+        graph = self.to_graph(arch)
+        lines = []
+        for node in nx.topological_sort(graph):
+            inputs = sorted(graph.predecessors(node))
+            if inputs:
+                lines.append(f"n{node} = {graph.nodes[node].get('op', '?')}({', '.join(f'n{i}' for i in inputs)})")
+        return lines
+
     def parse(self, text: str) -> Architecture:
         """Inverse of :meth:`describe`; also accepts the JSON form."""
         arch = Architecture.from_json(text)

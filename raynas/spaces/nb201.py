@@ -96,6 +96,23 @@ class NB201Space(PositionalSpace):
             nodes.append("|" + "|".join(f"{ops[(i, j)]}~{i}" for i in range(j)) + "|")
         return "+".join(nodes)
 
+    def text_drawing(self, arch: Architecture) -> list[str]:
+        """The cell as one line per node: the sum of its incoming edge ops (``none`` edges left out).
+
+        Example::
+
+            >>> s = NB201Space()
+            >>> s.text_drawing(s.make(("nor_conv_3x3", "skip_connect", "none", "none", "none", "avg_pool_3x3")))
+            ['node1 = nor_conv_3x3(node0)', 'node2 = skip_connect(node0)', 'node3 = avg_pool_3x3(node2)']
+        """
+        self.validate(arch)
+        ops = dict(zip(NB201_EDGES, arch.ops))
+        lines = []
+        for j in range(1, 4):
+            terms = [f"{ops[(i, j)]}(node{i})" for i in range(j) if ops[(i, j)] != "none"]
+            lines.append(f"node{j} = " + (" + ".join(terms) if terms else "0 (every input edge is none)"))
+        return lines
+
     def parse(self, text: str) -> Architecture:
         """Read the official string (or raynas JSON) into a validated cell."""
         text = text.strip()

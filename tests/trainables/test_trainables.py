@@ -24,7 +24,8 @@ ARCHS = [
     SPACE.make(["nor_conv_1x1", "avg_pool_3x3", "none", "skip_connect", "nor_conv_3x3", "none"]),
 ]
 SMALL_CELL = SPACE.make(["nor_conv_1x1", "skip_connect", "none", "skip_connect", "none", "nor_conv_1x1"])
-SMALL = {"channels": 4, "cells_per_stage": 1, "epochs": 4, "batch_size": 64, "lr": 0.05, "seed": 0}
+SMALL = {"channels": 4, "cells_per_stage": 1, "epochs": 4, "batch_size": 64, "lr": 0.05, "seed": 0,
+         "val_fraction": 0.2}  # 80 % of the images to train on: these tests check learning, not the main job
 
 
 @pytest.fixture(autouse=True)
@@ -161,7 +162,8 @@ def digits(arch: Architecture = SMALL_CELL, **overrides) -> DigitsTrainable:
 
 
 def test_digits_defaults_are_exported():
-    assert set(DIGITS_DEFAULTS) == {"channels", "cells_per_stage", "epochs", "lr", "batch_size", "weight_decay", "seed"}
+    assert set(DIGITS_DEFAULTS) == {"channels", "cells_per_stage", "epochs", "lr", "batch_size", "val_fraction",
+                                   "weight_decay", "seed"}
 
 
 def test_digits_learns_and_reports(tmp_path):

@@ -267,9 +267,9 @@ def test_search_spec_builds_image_experiments(tmp_path):
     from raynas.trainables import DigitsTrainable, ImageTrainable
 
     digits = build_experiment(SearchSpec(storage=str(tmp_path), name="d"))
-    assert digits.trainable.__name__ == DigitsTrainable.__name__ and digits.max_t == 10  # the main job, unchanged
+    assert digits.trainable.__name__ == DigitsTrainable.__name__ and digits.max_t == 6  # the main job
     cifar = SearchSpec(space="nb101", dataset="cifar10", data_dir="rel/data", storage=str(tmp_path))
-    assert cifar.data_dir == os.path.abspath("rel/data") and cifar.name.startswith("regevo-cifar10-")
+    assert cifar.data_dir == os.path.abspath("rel/data") and cifar.name.startswith("bonas-cifar10-")
     experiment = build_experiment(cifar)
     assert experiment.trainable.__name__ == ImageTrainable.__name__
     assert experiment.max_t == 108 and experiment.metric == "val_acc"

@@ -36,7 +36,7 @@ def test_bench_options_apply_to_every_searcher_or_to_one_by_name():
     (["pool_size=1.5"], ["bonas"], "pool_size expects an integer"),
     (["warm_start=maybe"], ["bonas"], "warm_start expects true/false (or 1/0)"),
     (["lr=fast"], ["bonas"], "lr expects a number"),
-    (["low_fidelity=keep"], ["bonas"], "low_fidelity expects one of use, drop"),
+    (["low_fidelity=keep"], ["bonas"], "low_fidelity expects one of calibrate, use, drop"),
     (["num_threads=x"], ["bonas"], "num_threads expects an integer or none"),
     (["pretrained=x"], ["bonas"], "cannot be given on the command line"),
     (["seed=3"], ["regevo"], "seed: set by --seed"),

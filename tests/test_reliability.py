@@ -221,3 +221,22 @@ def test_a_final_nan_is_a_failure_not_its_earlier_value():
     searcher.on_trial_complete(trial_id="missing", result={"training_iteration": 200})  # no metric: fallback kept
     assert set(searcher.search.failed) == {"diverged", "inf"}
     assert [(o.trial_id, o.value, o.fidelity) for o in searcher.search.observations] == [("missing", 80.0, 12)]
+
+
+def test_asha_on_a_table_stops_trials_and_the_searcher_keeps_their_fidelity(ray_session, synthetic_nb201_csv,
+                                                                             tmp_path, restore_signals):
+    """Default ASHA settings on a table with a 12-epoch rung: trials really stop there, and the searcher's
+    saved observations carry each trial's fidelity (the rung of its last result)."""
+    from raynas.searchers.base import read_state_file
+
+    storage, name, total = tmp_path / "store", "asha", 12
+    argv = ["search", "--benchmark", str(synthetic_nb201_csv), "--objective", "val_200", "--fidelities", "val_12:12",
+            "--objective-epochs", "200", "--searcher", "random", "--num-samples", str(total),
+            "--max-concurrent", "2", "--storage", str(storage), "--name", name]
+    assert cli.main(argv) == 0
+    experiment = storage / name
+    table = pd.read_csv(experiment / "results.csv")
+    assert len(table) == total and 0 < (table["training_iteration"] == 1).sum() < total
+    observations = read_state_file(str(_state_files(experiment)[-1]))["search"]["observations"]
+    saved = {trial_id: fidelity for _, _, trial_id, fidelity in observations}
+    assert saved == dict(zip(table["trial_id"], table["training_iteration"].astype(float)))

@@ -9,7 +9,10 @@ save/restore) that adds, once for every method:
   better (the one direction rule: :meth:`~raynas.search.base.ArchitectureSearch.score`
   on the way in, its inverse in :meth:`~BayesianOptimization.predict` on the way
   out), with the fidelity it was measured at and whether that is the highest
-  fidelity seen (``full``);
+  fidelity seen (``full``); values from lower fidelities (trials a scheduler
+  stopped early) as they are, calibrated onto the full fidelity by a per-rung
+  map learnt from the architectures seen at both (:mod:`raynas.bo.fidelity`),
+  or left out (``low_fidelity``);
 * **the initial design**: uniformly random unseen architectures while fewer
   than ``num_initial`` suggestions were made (evaluated, failed or pending:
   the random start counts towards the budget, as in BONAS's protocol), while
@@ -42,12 +45,13 @@ from __future__ import annotations
 import logging
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
 
 from raynas.architecture import Architecture
+from raynas.bo.fidelity import apply_rung_map, fit_rung_maps
 from raynas.bo.fitting import diagnostics_to_log
 from raynas.bo.outcome import KINDS, RankWarp
 from raynas.bo.threads import torch_threads
@@ -56,6 +60,9 @@ from raynas.spaces.base import SearchSpace
 
 logger = logging.getLogger("raynas.bo")
 
+#: What the model makes of values measured below the highest fidelity (trials stopped early).
+LowFidelity = Literal["calibrate", "use", "drop"]
+
 
 @dataclass(frozen=True)
 class ModelData:
@@ -63,7 +70,9 @@ class ModelData:
 
     Attributes:
         archs: the architectures, in the order they were first evaluated.
-        values: their latest values, oriented (larger is better), float64.
+        values: their latest values, oriented (larger is better), float64; with
+            ``low_fidelity="calibrate"`` a value measured below the highest fidelity is put on
+            that fidelity's scale (:mod:`raynas.bo.fidelity`).
         fidelity: the fidelity each value was measured at (``None``: unknown).
         full: whether each value is at the highest fidelity observed (or unknown).
     """
@@ -95,6 +104,12 @@ class BayesianOptimization(ArchitectureSearch):
         warping: outcome transform of the oriented values: ``"normal"``, ``"uniform"``,
             ``"minmax"`` (:class:`~raynas.bo.outcome.RankWarp`) or ``"none"``.
         num_threads: torch intra-op threads while modelling (``None``: leave as is).
+        low_fidelity: values measured below the highest fidelity (trials a scheduler stopped early):
+            ``"use"`` them as they are (default), ``"calibrate"`` them onto the highest fidelity
+            (:mod:`raynas.bo.fidelity`), or ``"drop"`` them from the model's data. Never the incumbent
+            either way. ``"use"`` is the default because it measured cheapest under ASHA
+            (``docs/measurements.md``): a stopped architecture cannot be suggested again, and a model
+            that rates stopped cells low steers away from cells ASHA would stop.
         **kwargs: :class:`~raynas.search.base.ArchitectureSearch` arguments
             (``mode``, ``seed``, ``points_to_evaluate``, ``allow_repeats``).
     """
@@ -112,8 +127,11 @@ class BayesianOptimization(ArchitectureSearch):
         min_observations: int = 2,
         warping: str = "normal",
         num_threads: int | None = 1,
+        low_fidelity: LowFidelity = "use",
         **kwargs: Any,
     ) -> None:
+        if low_fidelity not in ("calibrate", "use", "drop"):
+            raise ValueError(f"low_fidelity must be 'calibrate', 'use' or 'drop', got {low_fidelity!r}")
         if num_initial < 1 or min_observations < 2:
             raise ValueError(f"need num_initial >= 1 and min_observations >= 2, got {num_initial}, {min_observations}")
         if warping not in (*KINDS, "none"):
@@ -124,11 +142,13 @@ class BayesianOptimization(ArchitectureSearch):
         self.min_observations = int(min_observations)
         self.warping = warping
         self.num_threads = num_threads
+        self.low_fidelity = low_fidelity
         self.outcome: RankWarp | None = None if warping == "none" else RankWarp(warping)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ data
     def model_data(self) -> ModelData:
-        """The observations as model data (latest value per architecture, oriented)."""
+        """The observations as model data (latest value per architecture, oriented; lower fidelities
+        as ``low_fidelity`` says)."""
         fidelities = [o.fidelity for o in self.observations if o.fidelity is not None]
         top = max(fidelities) if fidelities else None
         archs: list[Architecture] = []
@@ -147,6 +167,16 @@ class BayesianOptimization(ArchitectureSearch):
             values.append(self.score(o.value))
             fidelity.append(o.fidelity)
             full.append(is_full)
+        if top is not None and not all(full) and self.low_fidelity == "calibrate":
+            maps = fit_rung_maps(({f: self.score(v) for f, v in by_rung.items()}
+                                  for by_rung in self.rung_values.values()), top)
+            for k, is_full in enumerate(full):
+                if not is_full:
+                    values[k] = apply_rung_map(maps, float(fidelity[k]), values[k])  # type: ignore[arg-type]
+        if self.low_fidelity == "drop" and not all(full):
+            keep = [k for k, is_full in enumerate(full) if is_full]
+            archs, values = [archs[k] for k in keep], [values[k] for k in keep]
+            fidelity, full = [fidelity[k] for k in keep], [True] * len(keep)
         return ModelData(archs, np.asarray(values, dtype=np.float64), fidelity, np.asarray(full, dtype=bool))
 
     def targets(self, values: np.ndarray) -> torch.Tensor:

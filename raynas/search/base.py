@@ -103,6 +103,9 @@ class ArchitectureSearch(ABC):
         self.failed: dict[str, Architecture] = {}
         self.pending: dict[str, Architecture] = {}
         self._intermediate: dict[str, tuple[float, float | None]] = {}
+        #: every value each architecture reported, by fidelity (intermediate rungs and final results):
+        #: what calibrates a lower rung against the full fidelity (:mod:`raynas.bo.fidelity`)
+        self.rung_values: dict[Architecture, dict[float, float]] = {}
         self._seen: set[Architecture] = set()
         self._all: list[Architecture] | None = None
         self.points_to_evaluate: list[Architecture] = []
@@ -145,6 +148,7 @@ class ArchitectureSearch(ABC):
         """An intermediate result; kept as a fallback should the trial end without one."""
         if trial_id in self.pending and is_number(value):
             self._intermediate[trial_id] = (float(value), fidelity)  # type: ignore[arg-type]
+            self._record_rung(self.pending[trial_id], float(value), fidelity)
 
     def complete(
         self,
@@ -172,9 +176,14 @@ class ArchitectureSearch(ABC):
             return None
         observation = Observation(arch, float(value), trial_id, fidelity)  # type: ignore[arg-type]
         self.observations.append(observation)
+        self._record_rung(arch, observation.value, fidelity)
         self.evaluated[arch] = observation.value
         self.on_observation(observation)
         return observation
+
+    def _record_rung(self, arch: Architecture, value: float, fidelity: float | None) -> None:
+        if fidelity is not None and is_number(value) and math.isfinite(value):
+            self.rung_values.setdefault(arch, {})[float(fidelity)] = float(value)
 
     def add_evaluated(self, arch: Architecture, value: float, fidelity: float | None = None) -> None:
         """Record an evaluation made outside this search (e.g. from an earlier experiment)."""
@@ -282,6 +291,7 @@ class ArchitectureSearch(ABC):
             "failed": {t: a.to_json() for t, a in self.failed.items()},
             "pending": {t: a.to_json() for t, a in self.pending.items()},
             "intermediate": dict(self._intermediate),
+            "rungs": [(a.to_json(), f, v) for a, by_rung in self.rung_values.items() for f, v in by_rung.items()],
             "points_to_evaluate": [a.to_json() for a in self.points_to_evaluate],
             "extra": self.extra_state(),
         }
@@ -309,6 +319,11 @@ class ArchitectureSearch(ABC):
         self.failed = {t: Architecture.from_json(a) for t, a in state["failed"].items()}
         self.pending = {t: Architecture.from_json(a) for t, a in state["pending"].items()}
         self._intermediate = dict(state.get("intermediate", {}))
+        self.rung_values = {}
+        for o in self.observations:  # states saved before rung values were kept: the final results
+            self._record_rung(o.arch, o.value, o.fidelity)
+        for a, f, v in state.get("rungs", []):
+            self.rung_values.setdefault(Architecture.from_json(a), {})[float(f)] = float(v)
         self.points_to_evaluate = [Architecture.from_json(a) for a in state["points_to_evaluate"]]
         self._seen = set(_all_archs(self.observations, self.failed, self.pending))
         self.load_extra_state(state.get("extra", {}))

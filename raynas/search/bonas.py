@@ -13,21 +13,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 from botorch.acquisition.analytic import LogExpectedImprovement
 
 from raynas.architecture import Architecture
 from raynas.bo.candidates import EvolutionaryPool, evolutionary_pool
-from raynas.bo.engine import BayesianOptimization, ModelData
+from raynas.bo.engine import BayesianOptimization, LowFidelity, ModelData
 from raynas.search.base import Observation
 from raynas.spaces.base import SearchSpace
 from raynas.surrogates.bonas import WARP_KIND, BONASPredictor
 from raynas.surrogates.graph_encoding import arch_to_data
 
-LowFidelity = Literal["use", "drop"]
 
 __all__ = ["BONAS", "evolutionary_pool"]
 
@@ -75,8 +73,10 @@ class BONAS(BayesianOptimization):
     * Pending trials (asynchronous workers; the paper is sequential): the
       engine's kriging believer conditions the BLR on them; EI's incumbent
       stays the best value actually observed.
-    * Early-stopped trials (a fidelity below the highest seen) are trained on
-      but never the incumbent (``low_fidelity="use"``), or left out (``"drop"``).
+    * Early-stopped trials (a fidelity below the highest seen) are trained on,
+      as they are, calibrated onto the full fidelity or left out, as the
+      engine's ``low_fidelity`` says (:class:`~raynas.bo.engine.BayesianOptimization`),
+      but never the incumbent.
 
     Save/restore: :meth:`extra_state` holds the network in use and any
     training in progress (one ``torch.save`` blob); the BLR, the population and
@@ -100,7 +100,8 @@ class BONAS(BayesianOptimization):
         epochs, warm_steps, hidden, layers, head_hidden, lr, batch_size, prune,
             bidirectional, normalization, num_threads: the predictor's settings
             (:class:`~raynas.surrogates.bonas.BONASPredictor`).
-        low_fidelity: ``"use"`` or ``"drop"`` early-stopped observations.
+        low_fidelity: what the model makes of early-stopped observations: ``"use"`` (as they
+            are; default), ``"calibrate"`` or ``"drop"`` (:class:`~raynas.bo.engine.BayesianOptimization`).
         pretrained: a trained :class:`BONASPredictor` (or its ``state_dict``) on
             a space with the same operations whose weights start the GCN
             (search-space transfer, §4.4.2).
@@ -148,12 +149,10 @@ class BONAS(BayesianOptimization):
                 f"need population_size >= 1 and 1 <= tournament_size <= population_size, "
                 f"got {population_size}, {tournament_size}"
             )
-        if low_fidelity not in ("use", "drop"):
-            raise ValueError(f"low_fidelity must be 'use' or 'drop', got {low_fidelity!r}")
         if normalization not in WARP_KIND:
             raise ValueError(f"normalization must be one of {sorted(WARP_KIND)}, got {normalization!r}")
         super().__init__(space, num_initial=num_initial, warping=WARP_KIND[normalization],
-                         num_threads=num_threads, **kwargs)
+                         num_threads=num_threads, low_fidelity=low_fidelity, **kwargs)
         self.pool_size = int(pool_size)
         self.retrain_every = int(retrain_every)
         self.population_size = int(population_size)
@@ -164,7 +163,6 @@ class BONAS(BayesianOptimization):
             random_fraction=float(random_fraction),
         )
         self.warm_start = bool(warm_start)
-        self.low_fidelity = low_fidelity
         if population not in ("aging", "elite"):
             raise ValueError(f"population must be 'aging' or 'elite', got {population!r}")
         self.population_kind = population
@@ -188,15 +186,6 @@ class BONAS(BayesianOptimization):
         #: seconds spent in the last propose on (training, BLR, pool, scoring), for diagnostics
         self.last_timing: dict[str, float] = {}
 
-    # ------------------------------------------------------------------ data
-    def model_data(self) -> ModelData:
-        """The engine's data, without early-stopped observations when ``low_fidelity="drop"``."""
-        data = super().model_data()
-        if self.low_fidelity == "use" or data.full.all():
-            return data
-        keep = np.flatnonzero(data.full)
-        return ModelData([data.archs[i] for i in keep], data.values[keep],
-                         [data.fidelity[i] for i in keep], data.full[keep])
 
     # ---------------------------------------------------------------- method
     def propose_with_model(self, data: ModelData) -> Architecture | None:

@@ -133,16 +133,52 @@ def reported_budgets(max_queries: int) -> list[int]:
 
 def summarise(records: Sequence[RunRecord], max_queries: int) -> dict:
     """The per-searcher block of the bench JSON."""
-    suggest = np.concatenate([r.suggest_seconds for r in records]) if records else np.array([])
     return {
         **_queries_summary([r.queries_to_optimum for r in records], max_queries),
         "test_at": {str(k): _nanmean([r.test_at[k] for r in records]) for k in reported_budgets(max_queries)},
         "traces": [[[int(q), float(best), _finite_or_none(test)] for q, best, test in r.trace] for r in records],
+        **searcher_time(records),
+    }
+
+
+def searcher_time(records: Sequence[Any]) -> dict[str, Any]:
+    """``suggest_seconds`` (p50, p95 of one call over all seeds) and ``searcher_cpu_seconds`` (mean per seed)
+    of records with ``suggest_seconds`` and ``cpu_seconds`` (this module's and :mod:`raynas.cost`'s)."""
+    suggest = np.concatenate([r.suggest_seconds for r in records]) if records else np.array([])
+    return {
         "suggest_seconds": {
             "p50": float(np.percentile(suggest, 50)) if suggest.size else None,
             "p95": float(np.percentile(suggest, 95)) if suggest.size else None,
         },
-        "searcher_cpu_seconds": float(np.mean([r.cpu_seconds for r in records])),
+        "searcher_cpu_seconds": float(np.mean([r.cpu_seconds for r in records])) if records else None,
+    }
+
+
+def check_run(searchers: Sequence[str], searcher_options: Mapping[str, Mapping[str, Any]] | None,
+              seeds: int, first_seed: int) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """The searcher names and their options, checked before any search runs (a benchmark's or a cost run's)."""
+    searchers = check_methods(searchers)
+    options = {name: dict(opts) for name, opts in (searcher_options or {}).items()}
+    stray = sorted(set(options) - set(searchers))
+    if stray:
+        raise ValueError(f"searcher_options for {stray}, which are not among the searchers {searchers}")
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if first_seed < 0:
+        raise ValueError(f"first_seed must be >= 0, got {first_seed}")
+    return searchers, options
+
+
+def report_header(bench: TabularBenchmark) -> dict[str, Any]:
+    """What every benchmark report says about its table: source, objective, test metric, mode and optimum."""
+    optimum_arch, optimum_value = bench.optimum
+    return {
+        "table": bench.source,
+        "objective": bench.objective,
+        "test_metric": bench.test_metric,
+        "mode": bench.mode,
+        "optimum": optimum_value,
+        "optimum_arch": bench.space.describe(optimum_arch),
     }
 
 
@@ -171,23 +207,11 @@ def run_bench(
     the report records them under ``searcher_options``. Unknown names fail
     before any search runs.
     """
-    searchers = check_methods(searchers)
-    options = {name: dict(opts) for name, opts in (searcher_options or {}).items()}
-    stray = sorted(set(options) - set(searchers))
-    if stray:
-        raise ValueError(f"searcher_options for {stray}, which are not among the searchers {searchers}")
-    if seeds < 1 or max_queries < 1:
-        raise ValueError(f"seeds and max_queries must be >= 1, got {seeds} and {max_queries}")
-    if first_seed < 0:
-        raise ValueError(f"first_seed must be >= 0, got {first_seed}")
-    optimum_arch, optimum_value = bench.optimum
+    if max_queries < 1:
+        raise ValueError(f"max_queries must be >= 1, got {max_queries}")
+    searchers, options = check_run(searchers, searcher_options, seeds, first_seed)
     report = {
-        "table": bench.source,
-        "objective": bench.objective,
-        "test_metric": bench.test_metric,
-        "mode": bench.mode,
-        "optimum": optimum_value,
-        "optimum_arch": bench.space.describe(optimum_arch),
+        **report_header(bench),
         "seeds": seeds,
         "first_seed": first_seed,
         "max_queries": max_queries,
@@ -365,22 +389,34 @@ def plot_bench(report: Mapping[str, Any], path: str | os.PathLike) -> str:
     quartiles of the incumbent's test metric. The x-axis is logarithmic from
     1,000 queries on.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     max_queries = int(report["max_queries"])
     log_x = max_queries >= 1000
     if log_x:
         queries = np.unique(np.geomspace(1, max_queries, 400).round().astype(int))
     else:
         queries = np.arange(1, max_queries + 1)
+    return plot_regret(
+        report, queries, path, log_x=log_x, xlabel="queries (distinct architectures evaluated)",
+        ylabel=f"regret of {report['objective']}", test_title="test metric of the best-by-objective architecture so far",
+        suptitle=f"{os.path.basename(str(report['table']))}: {report.get('seeds')} seeds, "
+                 f"concurrency {report.get('concurrency')}",
+    )
+
+
+def plot_regret(report: Mapping[str, Any], x: np.ndarray, path: str | os.PathLike, *, log_x: bool, xlabel: str,
+                ylabel: str, test_title: str, suptitle: str) -> str:
+    """The figure of :func:`plot_bench` and :func:`raynas.cost.plot_cost`: regret at ``x`` (queries or
+    epochs, read off the traces' first column) and, with a test metric, the incumbent's test metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     names = list(report["searchers"])
-    regrets = {name: regret_curves(report, name, queries) for name in names}
+    regrets = {name: regret_curves(report, name, x) for name in names}
     positive = np.concatenate([r[np.isfinite(r) & (r > 0)] for r in regrets.values()] + [np.array([])])
     floor = float(10 ** (np.floor(np.log10(positive.min())) - 1)) if positive.size else 1e-3
-    tests = {name: incumbent_test_curves(report, name, queries) for name in names}
+    tests = {name: incumbent_test_curves(report, name, x) for name in names}
     with_test = bool(report.get("test_metric")) and any(np.isfinite(t).any() for t in tests.values())
     fig, axes = plt.subplots(1, 2 if with_test else 1, figsize=(12.5 if with_test else 7, 4.8), dpi=120,
                              squeeze=False)
@@ -389,20 +425,16 @@ def plot_bench(report: Mapping[str, Any], path: str | os.PathLike) -> str:
         q1, median, q3 = _quartiles(np.maximum(regrets[name], floor))
         color = f"C{k % 10}"
         seeds = len(report["searchers"][name]["traces"])
-        ax.plot(queries, median, color=color, lw=2, label=f"{name} (median, {seeds} seeds)")
-        ax.fill_between(queries, q1, q3, color=color, alpha=0.2, lw=0)
+        ax.plot(x, median, color=color, lw=2, label=f"{name} (median, {seeds} seeds)")
+        ax.fill_between(x, q1, q3, color=color, alpha=0.2, lw=0)
     ax.axhline(floor, color="0.4", ls=":", lw=1)
     ax.annotate("optimum found (regret 0)", (0.01, floor), xycoords=("axes fraction", "data"),
                 xytext=(0, 2), textcoords="offset points", va="bottom", fontsize=8, color="0.3")
     ax.set_yscale("log")
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_xlim(1, max_queries)
-    ax.set_xlabel("queries (distinct architectures evaluated)")
-    ax.set_ylabel(f"regret of {report['objective']}")
     ax.set_title(f"regret = optimum ({report['optimum']:g}) − best so far; bands: quartiles", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=8, loc="upper right")
+    panels = [ax]
     if with_test:
         ax = axes[0, 1]
         for k, name in enumerate(names):
@@ -410,18 +442,19 @@ def plot_bench(report: Mapping[str, Any], path: str | os.PathLike) -> str:
                 continue
             q1, median, q3 = _quartiles(tests[name])
             color = f"C{k % 10}"
-            ax.plot(queries, median, color=color, lw=2, label=name)
-            ax.fill_between(queries, q1, q3, color=color, alpha=0.2, lw=0)
+            ax.plot(x, median, color=color, lw=2, label=name)
+            ax.fill_between(x, q1, q3, color=color, alpha=0.2, lw=0)
+        ax.set_ylabel(str(report["test_metric"]))
+        ax.set_title(test_title, fontsize=10)
+        ax.legend(fontsize=8, loc="lower right")
+        panels.append(ax)
+    for ax in panels:
         if log_x:
             ax.set_xscale("log")
-        ax.set_xlim(1, max_queries)
-        ax.set_xlabel("queries (distinct architectures evaluated)")
-        ax.set_ylabel(str(report["test_metric"]))
-        ax.set_title("test metric of the best-by-objective architecture so far", fontsize=10)
+        ax.set_xlim(float(x[0]), float(x[-1]))
+        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"{os.path.basename(str(report['table']))}: {report.get('seeds')} seeds, "
-                 f"concurrency {report.get('concurrency')}", fontsize=11)
+    fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -77,10 +77,10 @@ import numpy as np
 from raynas.architecture import Architecture
 from raynas.schedule import ScheduleError, grace_iterations
 from raynas.bench import (
-    _finite_or_none, _jsonable, _nanmean, _quartiles, incumbent_test_curves, regret_curves, write_json,
+    _finite_or_none, _jsonable, _nanmean, check_run, plot_regret, report_header, searcher_time, write_json,
 )
 from raynas.benchmarks.tabular import TabularBenchmark, parse_fidelities
-from raynas.methods import check_methods, make_method
+from raynas.methods import make_method
 
 logger = logging.getLogger(__name__)
 
@@ -304,6 +304,15 @@ def reported_budgets(budgets: Sequence[int], max_epochs: float) -> list[int]:
     return sorted(int(b) for b in budgets if b <= max_epochs)
 
 
+def _check_settings(workers: int, max_epochs: float, scheduler: str) -> None:
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if not max_epochs > 0:
+        raise ValueError(f"max_epochs must be > 0, got {max_epochs}")
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
+
+
 def run_cost(
     bench: TabularBenchmark,
     searcher_name: str,
@@ -324,12 +333,7 @@ def run_cost(
     trial runs to the objective). ``searcher_kwargs`` are options of the
     method (:func:`raynas.methods.make_method`).
     """
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if not max_epochs > 0:
-        raise ValueError(f"max_epochs must be > 0, got {max_epochs}")
-    if scheduler not in SCHEDULERS:
-        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
+    _check_settings(workers, max_epochs, scheduler)
     rungs = bench.fidelities
     rule = None
     if scheduler == "asha":
@@ -441,7 +445,6 @@ def summarise_cost(records: Sequence[CostRecord], max_epochs: float) -> dict:
     """
     epochs = [r.epochs_to_optimum for r in records]
     clock = [r.wallclock_to_optimum for r in records]
-    suggest = np.concatenate([r.suggest_seconds for r in records]) if records else np.array([])
     budgets = sorted({b for r in records for b in r.test_at_epochs})
     return {
         "epochs_to_optimum": [_num(e) for e in epochs],
@@ -460,11 +463,7 @@ def summarise_cost(records: Sequence[CostRecord], max_epochs: float) -> dict:
         "trials": float(np.mean([r.trials for r in records])),
         "stopped_early": float(np.mean([r.stopped_early for r in records])),
         "full_evaluations": float(np.mean([r.full_evaluations for r in records])),
-        "suggest_seconds": {
-            "p50": float(np.percentile(suggest, 50)) if suggest.size else None,
-            "p95": float(np.percentile(suggest, 95)) if suggest.size else None,
-        },
-        "searcher_cpu_seconds": float(np.mean([r.cpu_seconds for r in records])),
+        **searcher_time(records),
     }
 
 
@@ -493,25 +492,11 @@ def run_cost_bench(
     summarise_cost(...)}``. ``searcher_options`` maps a searcher name to
     options of its method; unknown names fail before any search runs.
     """
-    searchers = check_methods(searchers)
-    options = {name: dict(opts) for name, opts in (searcher_options or {}).items()}
-    stray = sorted(set(options) - set(searchers))
-    if stray:
-        raise ValueError(f"searcher_options for {stray}, which are not among the searchers {searchers}")
-    if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
-    if first_seed < 0:
-        raise ValueError(f"first_seed must be >= 0, got {first_seed}")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if not max_epochs > 0:
-        raise ValueError(f"max_epochs must be > 0, got {max_epochs}")
-    if scheduler not in SCHEDULERS:
-        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
+    searchers, options = check_run(searchers, searcher_options, seeds, first_seed)
+    _check_settings(workers, max_epochs, scheduler)
     if scheduler == "asha":
         check_asha(bench, grace_period)
     time_per_epoch(bench, speed_column)  # a bad column fails now
-    optimum_arch, optimum_value = bench.optimum
     settings: dict[str, Any] = {"name": scheduler}
     if scheduler == "asha":
         settings.update(
@@ -526,12 +511,7 @@ def run_cost_bench(
         )
     report: dict[str, Any] = {
         "kind": "cost",
-        "table": bench.source,
-        "objective": bench.objective,
-        "test_metric": bench.test_metric,
-        "mode": bench.mode,
-        "optimum": optimum_value,
-        "optimum_arch": bench.space.describe(optimum_arch),
+        **report_header(bench),
         "fidelities": [[f.column, _num(f.epochs)] for f in bench.fidelities],
         "scheduler": settings,
         "workers": workers,
@@ -583,72 +563,23 @@ def plot_cost(report: Mapping[str, Any], path: str | os.PathLike) -> str:
     of a run (at most ``max_epochs``), logarithmic when that spans two decades
     or more.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = list(report["searchers"])
     first = float(report["fidelities"][-1][1]) if report.get("fidelities") else 1.0  # the first full evaluation
     ends = [e for name in names for e in report["searchers"][name].get("epochs_at_end", []) if e]
     right = float(min(max(ends + list(report.get("budgets", [])) + [first * 2]), report["max_epochs"]))
     log_x = right / first >= 100
     epochs = np.unique(np.geomspace(first, right, 400) if log_x else np.linspace(first, right, 400))
-    regrets = {name: regret_curves(report, name, epochs) for name in names}
-    positive = np.concatenate([r[np.isfinite(r) & (r > 0)] for r in regrets.values()] + [np.array([])])
-    floor = float(10 ** (np.floor(np.log10(positive.min())) - 1)) if positive.size else 1e-3
-    tests = {name: incumbent_test_curves(report, name, epochs) for name in names}
-    with_test = bool(report.get("test_metric")) and any(np.isfinite(t).any() for t in tests.values())
-    fig, axes = plt.subplots(1, 2 if with_test else 1, figsize=(12.5 if with_test else 7, 4.8), dpi=120,
-                             squeeze=False)
-    ax = axes[0, 0]
-    for k, name in enumerate(names):
-        q1, median, q3 = _quartiles(np.maximum(regrets[name], floor))
-        color = f"C{k % 10}"
-        seeds = len(report["searchers"][name]["traces"])
-        ax.plot(epochs, median, color=color, lw=2, label=f"{name} (median, {seeds} seeds)")
-        ax.fill_between(epochs, q1, q3, color=color, alpha=0.2, lw=0)
-    ax.axhline(floor, color="0.4", ls=":", lw=1)
-    ax.annotate("optimum found (regret 0)", (0.01, floor), xycoords=("axes fraction", "data"),
-                xytext=(0, 2), textcoords="offset points", va="bottom", fontsize=8, color="0.3")
-    ax.set_yscale("log")
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_xlim(first, right)
-    ax.set_xlabel("training epochs spent")
-    ax.set_ylabel(f"regret of {report['objective']} (full fidelity)")
-    ax.set_title(f"regret = optimum ({report['optimum']:g}) − best so far; bands: quartiles", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="upper right")
-    if with_test:
-        ax = axes[0, 1]
-        for k, name in enumerate(names):
-            if not np.isfinite(tests[name]).any():
-                continue
-            q1, median, q3 = _quartiles(tests[name])
-            color = f"C{k % 10}"
-            ax.plot(epochs, median, color=color, lw=2, label=name)
-            ax.fill_between(epochs, q1, q3, color=color, alpha=0.2, lw=0)
-        if log_x:
-            ax.set_xscale("log")
-        ax.set_xlim(first, right)
-        ax.set_xlabel("training epochs spent")
-        ax.set_ylabel(str(report["test_metric"]))
-        ax.set_title("test metric of the best full-fidelity architecture so far", fontsize=10)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="lower right")
     scheduler = report.get("scheduler", {})
     how = scheduler.get("name", "none")
     if how == "asha":
         how = f"ASHA (grace {scheduler.get('grace_period_epochs')} epochs, rf {scheduler.get('reduction_factor')})"
-    fig.suptitle(f"{os.path.basename(str(report['table']))}: {report.get('seeds')} seeds, "
-                 f"{report.get('workers')} workers, scheduler {how}", fontsize=11)
-    fig.tight_layout()
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return plot_regret(
+        report, epochs, path, log_x=log_x, xlabel="training epochs spent",
+        ylabel=f"regret of {report['objective']} (full fidelity)",
+        test_title="test metric of the best full-fidelity architecture so far",
+        suptitle=f"{os.path.basename(str(report['table']))}: {report.get('seeds')} seeds, "
+                 f"{report.get('workers')} workers, scheduler {how}",
+    )
 
 
 # -------------------------------------------------------------------------------------------- CLI

@@ -540,17 +540,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not names:
         raise ValueError(f"--searchers names no searcher; choose from {', '.join(ordinary_methods())}")
     options = parse_searcher_options(args.searcher_option, names, reserved=BENCH_RESERVED)
-    from raynas.cost import cost_mode_requested, run_cost_from_args
+    from raynas.cost import cost_mode_requested, cost_table_options, run_cost_from_args
 
-    if cost_mode_requested(args):  # the simulated cluster: epochs and wall-clock under early stopping
-        run_cost_from_args(args, names, options)
-        return 0
+    cost_mode = cost_mode_requested(args)  # the simulated cluster: epochs and wall-clock under early stopping
     bench = TabularBenchmark.from_csv(
         args.table, args.objective, space=args.space, mode=args.mode, test_metric=args.test_metric,
         position_columns=parse_position_columns(args.position_columns, args.space),
+        **(cost_table_options(args) if cost_mode else {}),
     )
     for name, values in options.items():
         check_searcher_builds(name, bench.space, args.mode, values)
+    if cost_mode:
+        run_cost_from_args(args, bench, names, options)
+        return 0
     report = run_bench(bench, names, args.seeds, args.max_queries, args.concurrency, args.out,
                        progress=not args.quiet, first_seed=args.first_seed, searcher_options=options)
     for name, block in report["searchers"].items():

@@ -631,6 +631,12 @@ def add_cost_arguments(parser: argparse.ArgumentParser) -> None:
                        "trains at 1 time unit per epoch")
 
 
+def cost_table_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``TabularBenchmark.from_csv`` keywords the cost mode adds: the rungs (``--fidelities``) and
+    the objective's epochs."""
+    return {"fidelities": parse_fidelities(args.fidelities), "objective_epochs": args.objective_epochs}
+
+
 def cost_mode_requested(args: argparse.Namespace) -> bool:
     """Whether ``args`` ask for the cost mode: ``--workers``, ``--scheduler`` or ``--fidelities`` given.
 
@@ -645,15 +651,15 @@ def cost_mode_requested(args: argparse.Namespace) -> bool:
     return requested
 
 
-def run_cost_from_args(args: argparse.Namespace, names: Sequence[str],
+def run_cost_from_args(args: argparse.Namespace, bench: TabularBenchmark, names: Sequence[str],
                        options: Mapping[str, Mapping[str, Any]]) -> dict:
-    """``raynas bench`` in the cost mode: load the table, validate, run, print, write ``--out`` and ``--plot``.
+    """``raynas bench`` in the cost mode: validate, run, print, write ``--out`` and ``--plot``.
 
-    ``names`` are the checked searcher names and ``options`` the parsed
-    ``--searcher-option`` values, as ``cmd_bench`` has them. Returns the report.
+    ``bench`` is the table loaded with ``--fidelities`` and ``--objective-epochs``
+    (:func:`cost_table_options`), ``names`` the checked searcher names and
+    ``options`` the parsed ``--searcher-option`` values (each checked to build on
+    the table), as ``cmd_bench`` has them. Returns the report.
     """
-    from raynas.cli import check_searcher_builds, parse_position_columns
-
     if getattr(args, "concurrency", 1) != 1:
         raise ValueError("--concurrency counts queries; in the cost mode the simulated workers are --workers W")
     if getattr(args, "max_queries", 1000) != 1000:
@@ -661,11 +667,6 @@ def run_cost_from_args(args: argparse.Namespace, names: Sequence[str],
     workers = 1 if args.workers is None else args.workers
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
-    bench = TabularBenchmark.from_csv(
-        args.table, args.objective, space=args.space, mode=args.mode, test_metric=args.test_metric,
-        fidelities=parse_fidelities(args.fidelities), objective_epochs=args.objective_epochs,
-        position_columns=parse_position_columns(args.position_columns, args.space),
-    )
     scheduler = args.scheduler or ("asha" if len(bench.fidelities) > 1 else "none")
     reduction_factor = 3 if args.reduction_factor is None else args.reduction_factor
     grace = 1
@@ -676,8 +677,6 @@ def run_cost_from_args(args: argparse.Namespace, names: Sequence[str],
     elif args.grace_period is not None or args.reduction_factor is not None:
         raise ValueError("--grace-period and --reduction-factor set ASHA; they do nothing with --scheduler none "
                          "(the default without --fidelities)")
-    for name, values in options.items():
-        check_searcher_builds(name, bench.space, args.mode, dict(values))
     max_epochs = MAX_EPOCHS if args.max_epochs is None else args.max_epochs
     report = run_cost_bench(
         bench, names, args.seeds, workers, scheduler, grace, reduction_factor, max_epochs, args.speed_column,
@@ -702,6 +701,7 @@ __all__ = [
     "add_cost_arguments",
     "check_asha",
     "cost_mode_requested",
+    "cost_table_options",
     "cost_summary_line",
     "plot_cost",
     "run_cost",

@@ -14,7 +14,7 @@ import pytest
 from raynas.benchmarks import TabularBenchmark
 from raynas.cost import (
     CONTINUE, STOP, AshaRule, check_asha, cost_mode_requested, plot_cost,
-    run_cost, run_cost_bench, run_cost_from_args, summarise_cost,
+    run_cost, run_cost_bench, summarise_cost,
 )
 
 # Three architectures of a one-position space. Rungs: "low" at 2 epochs, the objective "acc" at 6.
@@ -235,26 +235,28 @@ def _bench_args(argv):
     return build_parser().parse_args(["bench", *argv])
 
 
-def test_cli_glue(tiny_csv, tmp_path, capsys):
-    base = ["--table", str(tiny_csv), "--objective", "acc", "--space", "positional", "--position-columns", "a",
-            "--test-metric", "test", "--searchers", "random", "--seeds", "2", "--quiet",
+def test_raynas_bench_cost_mode_on_the_command_line(tiny_csv, tmp_path, capsys):
+    from raynas import cli
+
+    base = ["bench", "--table", str(tiny_csv), "--objective", "acc", "--space", "positional", "--position-columns",
+            "a", "--test-metric", "test", "--searchers", "random", "--seeds", "2", "--quiet",
             "--out", str(tmp_path / "c.json")]
-    assert not cost_mode_requested(_bench_args(base))
+    assert not cost_mode_requested(_bench_args(base[1:]))
     with pytest.raises(ValueError, match="--max-epochs belong"):
-        cost_mode_requested(_bench_args(base + ["--max-epochs", "100"]))
-    args = _bench_args(base + ["--fidelities", "low:2", "--objective-epochs", "6", "--workers", "2",
-                               "--grace-period", "2", "--reduction-factor", "2", "--plot", str(tmp_path / "c.png")])
-    assert cost_mode_requested(args)
-    report = run_cost_from_args(args, ["random"], {})
+        cost_mode_requested(_bench_args(base[1:] + ["--max-epochs", "100"]))
+    argv = base + ["--fidelities", "low:2", "--objective-epochs", "6", "--workers", "2", "--grace-period", "2",
+                   "--reduction-factor", "2", "--plot", str(tmp_path / "c.png")]
+    assert cli.main(argv) == 0
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert report["kind"] == "cost" and report["workers"] == 2
     assert report["scheduler"]["name"] == "asha" and report["scheduler"]["grace_period_epochs"] == 2
-    assert json.loads((tmp_path / "c.json").read_text())["searchers"]["random"]["found_fraction"] == 1.0
+    assert report["searchers"]["random"]["found_fraction"] == 1.0
     printed = capsys.readouterr().out
-    assert "random: mean epochs to optimum" in printed and "c.png" in printed
-    bad = _bench_args(base + ["--fidelities", "low:2", "--objective-epochs", "6", "--grace-period", "6"])
-    with pytest.raises(ValueError, match="can never stop a trial"):
-        run_cost_from_args(bad, ["random"], {})
-    with pytest.raises(ValueError, match="not a rung"):
-        run_cost_from_args(_bench_args(base + ["--fidelities", "low:2", "--grace-period", "1"]), ["random"], {})
+    assert "random: mean epochs to optimum" in printed and "c.png" in printed and (tmp_path / "c.png").exists()
+    assert cli.main(base + ["--fidelities", "low:2", "--objective-epochs", "6", "--grace-period", "6"]) == 2
+    assert "can never stop a trial" in capsys.readouterr().err
+    assert cli.main(base + ["--fidelities", "low:2", "--grace-period", "1"]) == 2
+    assert "not a rung" in capsys.readouterr().err
 
 
 def test_cost_never_imports_ray(synthetic_nb201_csv):

@@ -210,13 +210,13 @@ def _search(storage: Path, table: Path, searcher: str, num_samples: int):
 
 @pytest.fixture(scope="module")
 def searched(ray_session, nb201_table_path, tmp_path_factory):
-    """Two small ASHA searches on the real NB201 table: regevo (20 trials) and random (10 trials)."""
+    """Two small ASHA searches on the real NB201 table: BONAS (20 trials) and random (10 trials)."""
     storage = tmp_path_factory.mktemp("searches")
-    return {name: _search(storage, nb201_table_path, name, n) for name, n in (("regevo", 20), ("random", 10))}
+    return {name: _search(storage, nb201_table_path, name, n) for name, n in (("bonas", 20), ("random", 10))}
 
 
 def test_report_of_a_real_tabular_search(searched, nb201_table_path):
-    directory, results, summary = searched["regevo"]
+    directory, results, summary = searched["bonas"]
     table = pd.read_csv(directory / "results.csv")
     assert len(table) == 20 and summary["trials"] == 20
     # ASHA stopped some trials at the 12-epoch rung: marked, and never the best
@@ -231,7 +231,7 @@ def test_report_of_a_real_tabular_search(searched, nb201_table_path):
     page = (directory / "report.html").read_text()
     assert page.count('<img src="data:image/png;base64,') == 3
     assert "|nor_conv" in page or "|skip_connect" in page or "|avg_pool" in page or "|none" in page
-    # against the random cells it began with: regevo's first population (10), those ASHA let finish
+    # against the random cells it began with: BONAS's initial design (10), those ASHA let finish
     randoms = summary["random_cells"]
     first = table[table["trial"] <= 10]
     assert randoms["design"] == 10 and randoms["full"] == first["full_fidelity"].sum() > 0
@@ -285,7 +285,7 @@ def _render(page: Path, tmp_path: Path) -> tuple[_Images, Path]:
 
 def test_report_renders_in_headless_chromium(searched, tmp_path):
     """The page loads with every image decoded (no broken or external images) and draws a non-trivial screenshot."""
-    directory, _, _ = searched["regevo"]
+    directory, _, _ = searched["bonas"]
     parsed, shot = _render(directory / "report.html", tmp_path)
     assert len(parsed.sources) == 3 and all(s.startswith("data:image/png;base64,") for s in parsed.sources)
     sizes = [tuple(int(v) for v in size.split("x")) for size in parsed.loaded.split(",")]
@@ -302,13 +302,30 @@ def test_report_renders_in_headless_chromium(searched, tmp_path):
 def test_cli_analyze_overlays_several_directories(searched, tmp_path, capsys):
     from raynas.cli import main
 
-    first, second = searched["regevo"][0], searched["random"][0]
+    first, second = searched["bonas"][0], searched["random"][0]
     (first / "report.html").unlink()
     assert main(["analyze", str(first), str(second), "--out", str(tmp_path / "cmp")]) == 0
     printed = capsys.readouterr().out
     assert printed.count("experiment: ") == 2 and "comparison of 2 runs" in printed
     assert (first / "report.html").exists() and (second / "report.html").exists()
     page = (tmp_path / "cmp" / "comparison.html").read_text()
-    assert "regevo on regevo-run" in page and "random on random-run" in page
+    assert "bonas on bonas-run" in page and "random on random-run" in page
     parsed, _ = _render(tmp_path / "cmp" / "comparison.html", tmp_path)
     assert len(parsed.sources) == 2 and all(int(s.split("x")[0]) > 300 for s in parsed.loaded.split(","))
+
+
+def test_main_job_report_renders_in_headless_chromium(ray_session, tmp_path):
+    """The main job's settings (BONAS, real training on digits, ASHA), fewer and shorter trials: its report
+    has the progress plot and the best cell drawn, every image decoded in Chromium."""
+    from raynas.searchers.experiment import SearchSpec, run_search
+
+    spec = SearchSpec(num_samples=4, epochs=3, max_concurrent=2, storage=str(tmp_path / "store"), name="main")
+    _, summary = run_search(spec, verbose=False)
+    assert spec.searcher == "bonas" and summary["trials"] == 4
+    assert "progress" in summary["plots"] and "architecture" in summary["plots"]
+    assert summary["random_cells"]["design"] == 10 and summary["best_drawing"][0].startswith("node1 = ")
+    parsed, _ = _render(Path(spec.experiment_dir) / "report.html", tmp_path)
+    assert len(parsed.sources) == len(summary["plots"]) and all(s.startswith("data:image/png;base64,")
+                                                                 for s in parsed.sources)
+    sizes = [tuple(int(v) for v in size.split("x")) for size in parsed.loaded.split(",")]
+    assert all(w > 300 and h > 200 for w, h in sizes), parsed.loaded

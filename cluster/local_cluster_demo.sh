@@ -93,7 +93,7 @@ echo "== ray job submit (follows the logs until the job ends)"
 "$RAY" job submit --address "$ADDRESS" --submission-id raynas-demo --working-dir "$DEMO/job" -- \
   python -m raynas.cli search --benchmark synthetic_nb201.csv --objective val_200 --test-metric test_200 \
   --fidelities val_12:12 --objective-epochs 200 --searcher regevo --num-samples 32 --max-concurrent 2 \
-  --grace-period 1 --reduction-factor 2 --storage "$DEMO/results" --name demo --seed 0
+  --grace-period 12 --reduction-factor 2 --storage "$DEMO/results" --name demo --seed 0
 
 echo "== ray job status"
 "$RAY" job status --address "$ADDRESS" raynas-demo

@@ -267,7 +267,7 @@ def test_submitted_search_succeeds_and_leaves_results(cluster, working_dir, caps
     store, name, total = cluster.root / "store", "job_search", 12
     cluster.submit("raynas-search", working_dir, _search(
         "--fidelities", "val_12:12", "--objective-epochs", "200", "--num-samples", str(total),
-        "--max-concurrent", "2", "--grace-period", "1", "--reduction-factor", "2",
+        "--max-concurrent", "2", "--grace-period", "12", "--reduction-factor", "2",
         "--storage", str(store), "--name", name, "--seed", "0"))
     status = cluster.wait("raynas-search", timeout=150)
     logs = cluster.logs("raynas-search")

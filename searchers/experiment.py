@@ -203,7 +203,7 @@ class CompressSpec(SearchSpec):
     space: str = "compression"
     num_samples: int = 40
     max_concurrent: int = 4
-    grace_period: int = 1
+    grace_period: float | None = None  # a third of the epochs (1 of the default 3)
     epochs: int | None = 3
     teacher: str = "digits-cnn"
     teacher_weights: str | None = None
@@ -568,8 +568,6 @@ def asha_grace(spec: SearchSpec, rungs: list[float], warn: bool = True) -> int |
     if spec.scheduler != "asha":
         return None
     if len(rungs) < 2:
-        if spec.grace_period is not None:
-            grace_iterations(rungs, spec.grace_period)  # raises, naming the fix
         if warn:
             logger.warning("--scheduler asha can stop nothing here: every trial reports once (at %g epochs); "
                            "running each to the end. A table needs --fidelities COL:EPOCHS for ASHA to have rungs",
@@ -594,29 +592,25 @@ def validate_spec(spec: SearchSpec) -> TabularBenchmark | None:
 
     The searcher name (registered, and usable on this kind of run), the space, and for a tabular search
     the whole table: its columns (objective, test metric, fidelities), numeric values, rows and
-    architectures; and that ASHA's grace period is one of the rungs (:func:`asha_grace`). Raises
-    ``ValueError`` (``BenchmarkError``, ``UnknownMethodError``, ``ScheduleError``) naming the problem;
-    returns the loaded benchmark, if any.
+    architectures. Raises ``ValueError`` (``BenchmarkError``, ``UnknownMethodError``) naming the
+    problem; returns the loaded benchmark, if any. (ASHA's schedule is not checked: a resumed run keeps
+    the scheduler Tune saved, and a new one is checked by :func:`asha_grace` as the command line builds it.)
     """
     from raynas.methods import check_methods
 
     check_methods([spec.searcher], compression_ok=isinstance(spec, CompressSpec))
     if isinstance(spec, CompressSpec):
-        asha_grace(spec, rung_epochs(spec, None, max_epochs(spec)), warn=False)
         return None
     if spec.objective_epochs is not None and not (spec.objective_epochs > 0):
         raise ValueError(f"--objective-epochs must be > 0, got {spec.objective_epochs}")
     if spec.benchmark is None:
         make_space(spec.space)  # an unknown space fails here, naming the known ones
-        asha_grace(spec, rung_epochs(spec, None, max_epochs(spec)), warn=False)
         return None
-    bench = TabularBenchmark.from_csv(
+    return TabularBenchmark.from_csv(
         spec.benchmark, spec.objective, space=spec.space, mode=spec.mode,  # type: ignore[arg-type]
         test_metric=spec.test_metric, fidelities=spec.fidelities, objective_epochs=spec.objective_epochs,
         position_columns=spec.position_columns,
     )
-    asha_grace(spec, rung_epochs(spec, bench, len(bench.fidelities)), warn=False)
-    return bench
 
 
 def build_tuner(spec: SearchSpec, experiment: Experiment | None = None, *, console: bool = False,

@@ -265,7 +265,8 @@ def test_digits_results_unchanged_by_the_resident_rewrite():
     from raynas.data.digits import load_digits_split
     from raynas.trainables import DigitsTrainable
 
-    trainable = DigitsTrainable(config={**SMALL_CELL.to_config(), "epochs": 1, "channels": 4, "seed": 3})
+    trainable = DigitsTrainable(config={**SMALL_CELL.to_config(), "epochs": 1, "channels": 4, "seed": 3,
+                                          "val_fraction": 0.2})
     split = load_digits_split(0.2, 0)
     batches = list(trainable._batches(train=True))
     order = torch.randperm(split.x_train.shape[0], generator=torch.Generator().manual_seed(3))

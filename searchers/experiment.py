@@ -916,19 +916,22 @@ def init_ray(num_cpus: int | None = None, log_to_driver: bool = True, log_level:
 
     ``log_to_driver=False`` (local Ray only) keeps the workers' output out of the driver's: tabular
     trials print nothing worth reading, and a failing one's traceback is in its ``error.txt``.
-    ``log_level`` (e.g. ``"WARNING"``): the least severe log record Ray's loggers pass on, in the
-    workers too (``ray.LoggingConfig``); ``raynas search`` without ``--verbose`` drops Ray Train's
-    "Checkpoint successfully created" line, one per trial and epoch, this way. ``None``: Ray's default.
+    ``log_level`` (e.g. ``"WARNING"``, local Ray only): the least severe record the trial workers'
+    ``ray.train`` loggers pass on (:data:`raynas.trainables.training.RAY_TRAIN_LOG_LEVEL_ENV`);
+    ``raynas search`` without ``--verbose`` drops Ray Train's "Checkpoint successfully created"
+    line, one per trial and epoch, this way. ``None``: Ray's default. (``ray.LoggingConfig`` would
+    do it for every Ray logger, but with it Ray's exit printed a ``SystemExit`` traceback.)
     """
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    logging_config = ray.LoggingConfig(log_level=log_level) if log_level else None
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], logging_config=logging_config)
+        ray.init(address=os.environ["RAY_ADDRESS"])
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver,
-                 logging_config=logging_config)
+        from raynas.trainables.training import RAY_TRAIN_LOG_LEVEL_ENV
+
+        env = {"env_vars": {RAY_TRAIN_LOG_LEVEL_ENV: log_level}} if log_level else None
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver, runtime_env=env)
 
 
 def report(results: tune.ResultGrid, spec: SearchSpec, metric: str, mode: str) -> dict[str, object]:

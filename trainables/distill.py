@@ -44,7 +44,7 @@ from raynas.models.student import (
 )
 from raynas.spaces.base import InvalidArchitectureError
 from raynas.spaces.compression import CompressionSpace
-from raynas.trainables.training import DATASETS, select_device
+from raynas.trainables.training import DATASETS, quiet_ray_train_logs, select_device
 
 #: Config keys besides ``arch`` and the keys of :data:`raynas.models.student.DISTILL_DEFAULTS`.
 #: ``None``: ``val_fraction`` 0.2 on digits and 0.1 otherwise; ``amp`` and ``channels_last`` on with
@@ -71,6 +71,7 @@ class DistillTrainable(tune.Trainable):
 
     def setup(self, config: dict[str, Any], space: CompressionSpace | None = None,
               data: Sequence[torch.Tensor] | None = None) -> None:
+        quiet_ray_train_logs()
         if not isinstance(space, CompressionSpace):
             raise TypeError("DistillTrainable needs the teacher's CompressionSpace: "
                             "tune.with_parameters(DistillTrainable, space=space)")

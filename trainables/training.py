@@ -112,6 +112,17 @@ _EVAL_BATCH = 1024
 
 logger = logging.getLogger(__name__)
 
+#: Environment variable naming the level of the ``ray.train`` loggers in a trial's worker (e.g. ``WARNING``:
+#: no "Checkpoint successfully created" line per epoch); set by ``raynas search`` without ``--verbose``.
+RAY_TRAIN_LOG_LEVEL_ENV = "RAYNAS_RAY_TRAIN_LOG_LEVEL"
+
+
+def quiet_ray_train_logs() -> None:
+    """Apply :data:`RAY_TRAIN_LOG_LEVEL_ENV` to this worker's ``ray.train`` loggers, if it is set."""
+    level = os.environ.get(RAY_TRAIN_LOG_LEVEL_ENV)
+    if level:
+        logging.getLogger("ray.train").setLevel(level)
+
 
 def amp_dtype_for(device: torch.device, requested: str | None) -> torch.dtype:
     """The autocast dtype: ``requested``, else bfloat16 where the CUDA device supports it, else float16."""
@@ -265,6 +276,7 @@ class ImageTrainable(tune.Trainable):
     checkpoint_file = "image_trainable.pt"
 
     def setup(self, config: dict[str, Any]) -> None:
+        quiet_ray_train_logs()
         self._data_key: tuple | None = None
         self._resident: ResidentImageData | None = None
         self._build(config)

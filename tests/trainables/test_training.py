@@ -323,3 +323,20 @@ def test_chain_and_block_spaces_train_on_digits_with_their_size_keys(space_name)
         ImageTrainable(config={**arch.to_config(), "channels": 8})
     with pytest.raises(ValueError, match="width_mult"):
         ImageTrainable(config={**arch.to_config(), "width_mult": -1})
+
+
+def test_ray_train_logs_quieted_in_workers_when_asked(monkeypatch):
+    """`raynas search` without --verbose sets the variable for local workers: no checkpoint line per epoch."""
+    import logging
+
+    from raynas.trainables.training import RAY_TRAIN_LOG_LEVEL_ENV, quiet_ray_train_logs
+
+    train_logger = logging.getLogger("ray.train")
+    monkeypatch.setattr(train_logger, "level", train_logger.level)  # restored after the test
+    monkeypatch.delenv(RAY_TRAIN_LOG_LEVEL_ENV, raising=False)
+    quiet_ray_train_logs()
+    before = train_logger.level
+    monkeypatch.setenv(RAY_TRAIN_LOG_LEVEL_ENV, "WARNING")
+    quiet_ray_train_logs()
+    assert before != logging.WARNING and train_logger.level == logging.WARNING
+    assert not logging.getLogger("ray.train._internal.storage").isEnabledFor(logging.INFO)

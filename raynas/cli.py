@@ -441,7 +441,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     bench = None if args.resume else _validate_search_args(args)  # errors within seconds, before Ray's import
     from raynas.searchers.experiment import (
         SearchSpec, absolute_location, asha_grace, check_data, init_ray, join_location, latest_experiment,
-        max_epochs, rung_epochs, run_search, validate_spec,
+        rung_epochs, run_search, validate_spec,
     )
 
     if args.resume:
@@ -464,8 +464,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             position_columns=args.position_columns,
         )
         # ASHA's grace period against the rungs (a table's fidelities, or the epochs), before Ray starts
-        max_t = len(bench.fidelities) if bench is not None else max_epochs(spec)
-        asha_grace(spec, rung_epochs(spec, bench, max_t), warn=False)  # the run itself warns, once
+        asha_grace(spec, rung_epochs(spec, bench), warn=False)  # the run itself warns, once
     if args.resume:
         validate_spec(spec)  # the table may have changed since: fail before Ray starts
     check_data(spec)  # before starting Ray: a missing data set fails in a second

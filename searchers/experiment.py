@@ -378,19 +378,16 @@ def build_experiment(spec: SearchSpec) -> Experiment:
         trainable: Any = DigitsTrainable
         param_space: dict[str, Any] = {k: v for k, v in DIGITS_DEFAULTS.items() if k != "arch"}
     else:
-        from raynas.trainables.training import ImageTrainable, recipe_defaults
+        from raynas.trainables.training import ImageTrainable
 
         trainable = ImageTrainable
-        param_space = {"dataset": spec.dataset, "space": spec.space,
-                       "epochs": recipe_defaults(spec.space, spec.dataset)["epochs"]}
+        param_space = {"dataset": spec.dataset, "space": spec.space}
         if spec.dataset in ("cifar10", "cifar100"):
             param_space.update(data_dir=spec.data_dir, download=spec.download)
-    if spec.epochs is not None:
-        param_space["epochs"] = spec.epochs
+    param_space["epochs"] = max_epochs(spec)
     param_space["seed"] = spec.seed
     return Experiment(
-        tune.with_resources(trainable, resources), param_space, "val_acc", "max",
-        int(param_space["epochs"]), None,
+        tune.with_resources(trainable, resources), param_space, "val_acc", "max", param_space["epochs"], None,
     )
 
 
@@ -411,7 +408,7 @@ def _build_compress_experiment(spec: CompressSpec, resources: dict[str, float]) 
             param_space[key] = getattr(spec, key)
     trainable = tune.with_parameters(DistillTrainable, space=space)
     return Experiment(tune.with_resources(trainable, resources), param_space, spec.metric, "max",
-                      int(spec.epochs or 1), None, space=space)
+                      max_epochs(spec), None, space=space)
 
 
 def _describe_resources(resources: dict[str, float]) -> str:
@@ -547,11 +544,12 @@ def _newest_searcher_state(fs, path: str) -> str | None:
     return max(names) if names else None
 
 
-def rung_epochs(spec: SearchSpec, benchmark: TabularBenchmark | None, max_t: int) -> list[float]:
-    """The epochs at each result a trial reports: a table's fidelities, else every epoch up to ``max_t``."""
+def rung_epochs(spec: SearchSpec, benchmark: TabularBenchmark | None = None) -> list[float]:
+    """The epochs at each result a trial reports: the fidelities of ``spec``'s table (``benchmark``,
+    loaded), else every epoch up to :func:`max_epochs`."""
     if benchmark is not None:
         return [float(f.epochs) for f in benchmark.fidelities]
-    return [float(k) for k in range(1, int(max_t) + 1)]
+    return [float(k) for k in range(1, max_epochs(spec) + 1)]
 
 
 def asha_grace(spec: SearchSpec, rungs: list[float], warn: bool = True) -> int | None:
@@ -577,7 +575,7 @@ def asha_grace(spec: SearchSpec, rungs: list[float], warn: bool = True) -> int |
 
 
 def max_epochs(spec: SearchSpec) -> int:
-    """The epochs of a real-training trial of ``spec`` (``--epochs`` or the recipe's)."""
+    """The epochs of a real-training trial of ``spec`` (``--epochs`` or the recipe's): ASHA's ``max_t``."""
     if spec.epochs is not None:
         return int(spec.epochs)
     if isinstance(spec, CompressSpec):
@@ -629,7 +627,7 @@ def build_tuner(spec: SearchSpec, experiment: Experiment | None = None, *, conso
     searcher = make_searcher(spec.searcher, space, metric=experiment.metric, mode=experiment.mode,
                              **spec.searcher_options())
     experiment.searcher = searcher
-    grace = asha_grace(spec, rung_epochs(spec, experiment.benchmark, experiment.max_t))
+    grace = asha_grace(spec, rung_epochs(spec, experiment.benchmark))
     if grace is not None:
         scheduler = ASHAScheduler(
             time_attr="training_iteration",

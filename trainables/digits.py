@@ -20,16 +20,7 @@ from raynas.trainables.training import DIGITS_NB201, ImageTrainable
 #: Defaults of every config key except the required ``arch``: the main job's task
 #: (:data:`~raynas.trainables.training.DIGITS_NB201`). One trial takes under a second
 #: on one core and random cells spread over 65-92 % validation accuracy.
-DIGITS_DEFAULTS: dict[str, Any] = {
-    "channels": DIGITS_NB201["channels"],
-    "cells_per_stage": DIGITS_NB201["cells_per_stage"],
-    "epochs": DIGITS_NB201["epochs"],
-    "lr": 0.05,
-    "batch_size": DIGITS_NB201["batch_size"],
-    "val_fraction": DIGITS_NB201["val_fraction"],
-    "weight_decay": 5e-4,
-    "seed": 0,
-}
+DIGITS_DEFAULTS: dict[str, Any] = {**DIGITS_NB201, "weight_decay": 5e-4, "seed": 0}
 
 
 class DigitsTrainable(ImageTrainable):

@@ -100,7 +100,7 @@ IMAGE_DEFAULTS: dict[str, Any] = {
 
 #: The main job's task, NB201 cells on ``digits`` (see :func:`recipe_defaults`).
 DIGITS_NB201: dict[str, Any] = {
-    "channels": 4, "cells_per_stage": 1, "epochs": 6, "batch_size": 32, "val_fraction": 0.85,
+    "channels": 4, "cells_per_stage": 1, "epochs": 6, "lr": 0.05, "batch_size": 32, "val_fraction": 0.85,
 }
 
 #: Accepted spellings of ``config["amp_dtype"]``.
@@ -154,7 +154,7 @@ def recipe_defaults(space: str, dataset: str) -> dict[str, Any]:
         raise ValueError(f"no training recipe for space {space!r}; real training supports {sorted(MODEL_SIZE_KEYS)}")
     if dataset == "digits":
         if space == "nb201":  # the main job: few images, few epochs, so cells really differ
-            return {**DIGITS_NB201, "lr": 0.05}
+            return dict(DIGITS_NB201)
         size = {
             "nb101": {"channels": 16, "cells_per_stage": 1},
             "macro_cnn": {"width_mult": 0.25}, "macro_mlp": {"width_mult": 1.0}, "mobilenet": {"width_mult": 0.25},

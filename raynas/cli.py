@@ -468,9 +468,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.resume:
         validate_spec(spec)  # the table may have changed since: fail before Ray starts
     check_data(spec)  # before starting Ray: a missing data set fails in a second
-    import ray
-
-    ray_started_here = not ray.is_initialized()
     # tabular workers print only noise (errors: error.txt); without --verbose, Ray's INFO lines neither
     init_ray(log_to_driver=spec.benchmark is None, log_level=None if args.verbose else "WARNING")
     _stop_gracefully_on_sigterm("search")
@@ -479,13 +476,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's new output prints its configuration box even at verbose=0
         # short trials checkpoint every epoch: Tune's advice to snapshot less often is noise to a user
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    try:
-        run_search(spec, resume=args.resume, console=True, tune_verbose=1 if args.verbose else 0)
-    finally:
-        if ray_started_here:
-            # now, not from atexit: Ray's own teardown at interpreter exit can race its SIGTERM handler and
-            # print an "Exception ignored ... SystemExit" traceback after a finished run
-            ray.shutdown()
+    run_search(spec, resume=args.resume, console=True, tune_verbose=1 if args.verbose else 0)
     return 0
 
 

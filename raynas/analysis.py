@@ -893,15 +893,14 @@ def _summary(run: Run, best: pd.Series | None) -> dict[str, Any]:
                 summary["best_drawing"] = run.space.text_drawing(arch)
             except (InvalidArchitectureError, ValueError, KeyError, IndexError):
                 pass  # an architecture of another space: the string above stands alone
+        sign = 1.0 if run.mode == "max" else -1.0
+        summary["best_full_fidelity"] = bool(best.get("full_fidelity", True))
         randoms = random_cells(run)
         if randoms is not None:
             summary["random_cells"] = randoms
-            if randoms["median"] is not None and bool(best.get("full_fidelity", True)):
-                sign = 1.0 if run.mode == "max" else -1.0
+            if randoms["median"] is not None and summary["best_full_fidelity"]:
                 summary["above_random_median"] = sign * (float(best[metric]) - randoms["median"])
-        summary["best_full_fidelity"] = bool(best.get("full_fidelity", True))
         if run.optimum is not None:
-            sign = 1.0 if run.mode == "max" else -1.0
             summary["regret"] = max(0.0, sign * (run.optimum - float(best[metric])))
     return summary
 

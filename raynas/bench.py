@@ -126,9 +126,10 @@ def _queries_summary(found: Sequence[int | None], max_queries: int) -> dict:
     }
 
 
-def reported_budgets(max_queries: int) -> list[int]:
-    """The :data:`TEST_AT` budgets a report with ``max_queries`` holds (none above the budget)."""
-    return [k for k in TEST_AT if k <= max_queries]
+def reported_budgets(limit: float, budgets: Sequence[int] = TEST_AT) -> list[int]:
+    """The reporting points (``budgets``: :data:`TEST_AT` queries, or :mod:`raynas.cost`'s epochs) a run
+    limited to ``limit`` reports: none above it, ascending."""
+    return sorted(int(b) for b in budgets if b <= limit)
 
 
 def summarise(records: Sequence[RunRecord], max_queries: int) -> dict:

@@ -77,7 +77,8 @@ import numpy as np
 from raynas.architecture import Architecture
 from raynas.schedule import ScheduleError, grace_iterations
 from raynas.bench import (
-    _finite_or_none, _jsonable, _nanmean, check_run, plot_regret, report_header, searcher_time, write_json,
+    _finite_or_none, _jsonable, _nanmean, check_run, plot_regret, report_header, reported_budgets, searcher_time,
+    write_json,
 )
 from raynas.benchmarks.tabular import TabularBenchmark, parse_fidelities
 from raynas.methods import make_method
@@ -94,27 +95,6 @@ SCHEDULERS = ("none", "asha")
 
 
 # ------------------------------------------------------------------------------------------- ASHA
-class _Rung:
-    """One milestone's recorded rewards: by trial id (as Ray's dict) and in a growing array for the cutoff."""
-
-    __slots__ = ("recorded", "_values", "_size")
-
-    def __init__(self) -> None:
-        self.recorded: dict[str, float] = {}
-        self._values = np.empty(16)
-        self._size = 0
-
-    def add(self, trial_id: str, reward: float) -> None:
-        self.recorded[trial_id] = reward
-        if self._size == len(self._values):
-            self._values = np.concatenate([self._values, np.empty(len(self._values))])
-        self._values[self._size] = reward
-        self._size += 1
-
-    def values(self) -> np.ndarray:
-        return self._values[: self._size]
-
-
 class AshaRule:
     """Ray Tune's asynchronous successive halving (ASHA) decisions, without Ray.
 
@@ -179,8 +159,11 @@ class AshaRule:
         self.mode = mode
         self.stop_last_trials = stop_last_trials
         self._metric_op = 1.0 if mode == "max" else -1.0
-        max_rungs = int(np.log(max_t / grace_period) / np.log(reduction_factor) - 0 + 1)
-        self._rungs = [(grace_period * reduction_factor ** k, _Rung()) for k in reversed(range(max_rungs))]
+        max_rungs = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)
+        #: ``(milestone, {trial id: score})``, highest milestone first, as Ray's ``_Bracket._rungs``
+        self._rungs: list[tuple[float, dict[str, float]]] = [
+            (grace_period * reduction_factor ** k, {}) for k in reversed(range(max_rungs))
+        ]
         self.num_stopped = 0
 
     @property
@@ -192,7 +175,7 @@ class AshaRule:
         """Scores recorded at ``milestone`` by trial id (``-value`` when minimising); a copy."""
         for m, rung in self._rungs:
             if m == milestone:
-                return dict(rung.recorded)
+                return dict(rung)
         raise KeyError(f"no milestone {milestone!r}; the milestones are {self.milestones}")
 
     def cutoff(self, milestone: float) -> float | None:
@@ -202,11 +185,10 @@ class AshaRule:
                 return self._cutoff(rung)
         raise KeyError(f"no milestone {milestone!r}; the milestones are {self.milestones}")
 
-    def _cutoff(self, rung: _Rung) -> Any:
-        if not rung.recorded:
+    def _cutoff(self, rung: dict[str, float]) -> Any:
+        if not rung:
             return None
-        # percentiles do not depend on the order of the values: the array gives Ray's list's result
-        return np.nanpercentile(rung.values(), (1 - 1 / self.reduction_factor) * 100)
+        return np.nanpercentile(list(rung.values()), (1 - 1 / self.reduction_factor) * 100)
 
     def on_result(self, trial_id: str, iteration: float, value: float) -> str:
         """The decision (:data:`CONTINUE` or :data:`STOP`) on ``trial_id``'s result ``value`` at ``iteration``."""
@@ -225,14 +207,14 @@ class AshaRule:
     def _bracket(self, trial_id: str, cur_iter: float, cur_rew: float) -> str:
         action = CONTINUE
         for milestone, rung in self._rungs:
-            if cur_iter >= milestone and trial_id in rung.recorded and not self.stop_last_trials:
+            if cur_iter >= milestone and trial_id in rung and not self.stop_last_trials:
                 break
-            if cur_iter < milestone or trial_id in rung.recorded:
+            if cur_iter < milestone or trial_id in rung:
                 continue
             cutoff = self._cutoff(rung)
             if cutoff is not None and cur_rew < cutoff:
                 action = STOP
-            rung.add(trial_id, cur_rew)
+            rung[trial_id] = cur_rew
             break
         return action
 
@@ -299,11 +281,6 @@ def time_per_epoch(bench: TabularBenchmark, speed_column: str | None) -> dict[Ar
     return {arch: float(v) / mean for arch, v in zip(bench.architectures, values)}
 
 
-def reported_budgets(budgets: Sequence[int], max_epochs: float) -> list[int]:
-    """The budgets a run with ``max_epochs`` reports (none above it), ascending."""
-    return sorted(int(b) for b in budgets if b <= max_epochs)
-
-
 def _check_settings(workers: int, max_epochs: float, scheduler: str) -> None:
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -342,7 +319,7 @@ def run_cost(
     speeds = time_per_epoch(bench, speed_column)
     search = make_method(searcher_name, bench.space, mode=bench.mode, seed=seed, **(searcher_kwargs or {}))
     optimum_value = bench.optimum[1]
-    budgets = reported_budgets(budgets, max_epochs)
+    budgets = reported_budgets(max_epochs, budgets)
     last_budget = budgets[-1] if budgets else 0
     record = CostRecord()
     best_value, best_test = float("nan"), float("nan")
@@ -517,7 +494,7 @@ def run_cost_bench(
         "workers": workers,
         "speed_column": speed_column,
         "max_epochs": _num(max_epochs),
-        "budgets": reported_budgets(budgets, max_epochs),
+        "budgets": reported_budgets(max_epochs, budgets),
         "seeds": seeds,
         "first_seed": first_seed,
         "searcher_options": {name: _jsonable(opts) for name, opts in options.items() if opts},

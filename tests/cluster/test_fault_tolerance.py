@@ -39,6 +39,7 @@ import pandas as pd
 import pytest
 
 from tests.cluster.test_ray_job import RAY_CLI, _free_ports, _session_processes, _stop_head
+from tests.cluster.tune_state import newest_trials
 
 pytestmark = pytest.mark.skipif(not RAY_CLI.exists(), reason=f"the ray CLI is not installed at {RAY_CLI}")
 
@@ -171,23 +172,6 @@ def two_nodes():
         cluster.close()
 
 
-def _trials(experiment: Path) -> dict[str, dict]:
-    """trial_id -> Tune's record of the trial in the newest experiment snapshot, with its ``num_failures``."""
-    states = sorted(experiment.glob("experiment_state-*.json"))
-    if not states:
-        return {}
-    try:
-        data = json.loads(states[-1].read_text())
-    except (json.JSONDecodeError, OSError):
-        return {}
-    trials = {}
-    for trial_json, run_metadata_json in data.get("trial_data", []):
-        trial = json.loads(trial_json)
-        trial["num_failures"] = json.loads(run_metadata_json).get("num_failures", 0)  # Tune's retry count
-        trials[trial["trial_id"]] = trial
-    return trials
-
-
 def _finished(experiment: Path) -> int:
     count = 0
     for result in experiment.glob("TabularTrainable_*/result.json"):
@@ -236,7 +220,7 @@ def _assert_nothing_lost(cluster: TwoNodes, driver: subprocess.Popen, experiment
     assert len(results) == TOTAL, results
     assert results["trial_id"].is_unique and results["config/arch"].is_unique
     assert results["val_200"].notna().all()
-    trials = _trials(experiment)
+    trials = newest_trials(experiment)
     assert len(trials) == TOTAL and {t["status"] for t in trials.values()} == {"TERMINATED"}, trials
 
     from raynas.benchmarks import TabularBenchmark

@@ -33,6 +33,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.cluster.tune_state import newest_trials
+
 RAY_CLI = Path(sys.executable).with_name("ray")
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME_ENV = REPO / "cluster" / "runtime_env.yaml"
@@ -229,22 +231,6 @@ def _search(*extra: str) -> list[str]:
             "--objective", "val_200", "--test-metric", "test_200", "--searcher", "regevo", *extra]
 
 
-def _trial_states(experiment: Path) -> dict[str, str]:
-    """trial_id -> status in the newest experiment snapshot ({} while there is none)."""
-    states = sorted(experiment.glob("experiment_state-*.json"))
-    if not states:
-        return {}
-    try:
-        data = json.loads(states[-1].read_text())
-    except (json.JSONDecodeError, OSError):
-        return {}
-    out = {}
-    for entry in data.get("trial_data", []):
-        trial = json.loads(entry[0])
-        out[trial["trial_id"]] = trial.get("status")
-    return out
-
-
 def _finished_trial_dirs(experiment: Path) -> int:
     """Trials whose last result says done (Tune writes result.json as results arrive, unlike its
     periodic experiment snapshots)."""
@@ -326,7 +312,7 @@ def test_stopped_job_resumes_without_losing_or_repeating_trials(cluster, working
     first_logs = cluster.logs("raynas-first")
     assert "raynas search: SIGTERM received" in first_logs, first_logs[-4000:]  # raynas's handler, not Ray's
 
-    before = _trial_states(experiment)
+    before = {t: trial.get("status") for t, trial in newest_trials(experiment).items()}
     finished = sorted(t for t, s in before.items() if s == "TERMINATED")
     assert 3 <= len(finished) < total, before
     result_lines = {t: len((experiment / f"TabularTrainable_{t}" / "result.json").read_text().splitlines())

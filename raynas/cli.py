@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from raynas.benchmarks.tabular import BenchmarkError
+from raynas.benchmarks.tabular import BenchmarkError, TabularBenchmark
 from raynas.cli_args import add_data_location_arguments
 from raynas.compress import add_compress_parser  # imports neither torch nor Ray
 from raynas.methods import COMPRESSION_ONLY, check_methods, ordinary_methods  # imports no method, no Ray
@@ -401,7 +401,7 @@ def _run_outcome(command: str) -> int | None:
     return EXIT_NO_RESULTS
 
 
-def _validate_search_args(args: argparse.Namespace) -> Any:
+def _validate_search_args(args: argparse.Namespace) -> TabularBenchmark | None:
     """What a new ``raynas search`` can get wrong, checked before Ray is even imported (about a second):
     the searcher name, the space, and for a tabular search the whole table (its objective, test and
     fidelity columns, numeric values, rows and architectures). Raises ValueError naming the problem;
@@ -420,8 +420,6 @@ def _validate_search_args(args: argparse.Namespace) -> Any:
     else:
         if not args.objective:
             raise ValueError("a benchmark search needs --objective (the column to optimise)")
-        from raynas.benchmarks.tabular import TabularBenchmark
-
         bench = TabularBenchmark.from_csv(args.benchmark, args.objective, space=args.space, mode=args.mode,
                                           test_metric=args.test_metric, fidelities=args.fidelities,
                                           objective_epochs=args.objective_epochs,
@@ -523,7 +521,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from raynas.bench import run_bench, summary_line
-    from raynas.benchmarks.tabular import TabularBenchmark
 
     # names first: a typo fails in a moment, before the table is loaded (tables are ordinary spaces)
     names = check_methods([n.strip() for n in args.searchers.split(",") if n.strip()], compression_ok=False)

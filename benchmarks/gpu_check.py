@@ -13,11 +13,12 @@ Steps, each a subprocess with a time limit inside an overall budget
 2. ``throughput``: ``benchmarks/throughput.py --device cuda`` for the NB201
    network C=16, N=5 on CIFAR-shaped FakeData, batch 256, with the
    device-resident data path and with the DataLoader path, each in bf16 and
-   in fp16 AMP (plus the DataLoader pipeline's own ceiling);
+   in fp16 AMP, with CUDA graphs (the default) and without (``*_eager``), plus
+   the DataLoader pipeline's own ceiling;
 3. ``search``: a real ``raynas search`` of 16 trials x 3 epochs on FakeData
    (``--dataset fake --scheduler none``) with 1, 4 and 8 trials per GPU
-   (``--gpus-per-trial 1 / 0.25 / 0.125``, ``--max-concurrent`` 1 / 4 / 8),
-   ``$RAYNAS_FAKE_SIZE`` images each (``--search-fake-size``).
+   (``--gpus-per-trial 1 / 0.25 / 0.125``, ``--max-concurrent`` 1 / 4 / 8;
+   ``--packings`` chooses others), ``$RAYNAS_FAKE_SIZE`` images each (``--search-fake-size``).
 
 ``nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -l 1``
 samples the GPU in the background during steps 2 and 3.
@@ -30,7 +31,7 @@ experiment directories go to ``--work-dir`` (a temporary folder, removed unless
 * ``machine``: GPU name and memory, driver, torch and CUDA versions, CPUs;
 * ``tests``: exit code, passed / failed / skipped counts, wall time;
 * ``throughput.runs``: per ``resident_bfloat16`` / ``resident_float16`` / ``loader_bfloat16`` /
-  ``loader_float16``: steady images/s (epochs after the first), per-epoch images/s, peak
+  ``loader_float16`` and each of them with ``_eager`` (no CUDA graphs): steady images/s (epochs after the first), per-epoch images/s, peak
   device memory (``gpu_mem_peak_mb``), data path, AMP dtype; ``throughput.gpu``: utilisation
   and memory samples of that step;
 * ``search.<N>x``: ``gpus_per_trial``, ``max_concurrent``, exit code, wall time, every trial
@@ -67,8 +68,8 @@ from typing import Any, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMI_QUERY = ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits", "-l", "1"]
-#: (gpus per trial, max concurrent): 1, 4 and 8 trials per GPU.
-PACKINGS: tuple[tuple[float, int], ...] = ((1.0, 1), (0.25, 4), (0.125, 8))
+#: Trials per GPU of the packed searches (each trial asks for 1/N of the GPU; N run at once).
+PACKINGS: tuple[int, ...] = (1, 4, 8)
 
 NO_CUDA_MESSAGE = (
     "gpu_check: no CUDA device is visible (torch.cuda.is_available() is False; torch {torch}, built for CUDA "
@@ -306,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None,
                         help="DataLoader workers for the loader path (default: min(8, CPUs))")
+    parser.add_argument("--packings", default=",".join(map(str, PACKINGS)),
+                        help="comma list of trials per GPU for the searches (default 1,4,8)")
     parser.add_argument("--skip", default="", help="comma list of steps to skip: tests, throughput, search")
     args = parser.parse_args(argv)
 
@@ -320,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = skip - {"tests", "throughput", "search"}
     if unknown:
         parser.error(f"--skip: unknown steps {sorted(unknown)}")
+    try:
+        packings = [int(p) for p in args.packings.split(",") if p.strip()]
+    except ValueError:
+        packings = []
+    if not packings or any(p < 1 for p in packings):
+        parser.error(f"--packings: expected a comma list of positive integers (trials per GPU), got {args.packings!r}")
     out_dir = os.path.abspath(args.out_dir)
     os.makedirs(out_dir, exist_ok=True)
     work_dir = os.path.abspath(args.work_dir) if args.work_dir else tempfile.mkdtemp(prefix="raynas-gpu-check-")
@@ -364,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         with SmiSampler() as smi:
             step = run_step([sys.executable, os.path.join(REPO, "benchmarks", "throughput.py"), "--device", "cuda",
                              "--skip-asha", "--cases", "fake,pipeline", "--data-path", "resident,loader",
-                             "--amp-dtype", ",".join(dtypes), "--epochs", str(args.epochs),
+                             "--amp-dtype", ",".join(dtypes), "--cuda-graphs", "auto,off", "--epochs", str(args.epochs),
                              "--fake-size", str(args.fake_size), "--workers", str(workers), "--out", tp_json],
                             os.path.join(out_dir, "throughput.log"), remaining(110))
         step["gpu"] = smi.summary()
@@ -377,14 +386,14 @@ def main(argv: list[str] | None = None) -> int:
                 if name != key:
                     runs[name] = {k: entry.get(k) for k in (
                         "images_per_s", "images_per_s_per_epoch", "data_path", "amp_dtype", "gpu_mem_peak_mb",
-                        "dataloader_workers", "batch_size", "train_images_per_epoch", "params", "setup_s",
+                        "cuda_graphs", "dataloader_workers", "batch_size", "train_images_per_epoch", "params", "setup_s",
                         "device_name", "data_path_reason")}
             step["pipeline_ceiling"] = measured.get("fake_cifar_data_pipeline")
         except (OSError, KeyError, json.JSONDecodeError) as exc:
             step["error"] = f"no throughput JSON: {exc}"
         step["runs"] = runs
         report["throughput"] = step
-        if step["rc"] != 0 or len(runs) != 2 * len(dtypes):
+        if step["rc"] != 0 or len(runs) != 2 * 2 * len(dtypes):  # data paths x dtypes x graphs on/off
             failures.append("throughput")
         print(f"throughput: rc {step['rc']} " + json.dumps({k: v["images_per_s"] for k, v in runs.items()}),
               flush=True)
@@ -394,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     if "search" not in skip:
         report["search"] = {}
         storage = os.path.join(work_dir, "search")
-        for gpus, concurrent in PACKINGS:
+        for concurrent in packings:
+            gpus = 1.0 / concurrent
             label = f"{concurrent}x"
             name = f"gpu-check-{label}"
             cmd = [sys.executable, "-m", "raynas.cli", "search", "--dataset", "fake", "--gpus-per-trial", f"{gpus:g}",

@@ -24,9 +24,11 @@ Measures, with :class:`raynas.trainables.ImageTrainable` itself (the code a tria
    ``--data-path`` (``auto``, ``resident``, ``loader``; a comma list measures
    each) chooses between the device-resident data path (the whole data set on
    the device, crop/flip/normalise there per batch) and the CPU ``DataLoader``;
-   ``--amp-dtype`` (``auto``, ``bfloat16``, ``float16``) likewise. With more
-   than one combination the keys get a ``_<data path>_<amp dtype>`` suffix;
-   every entry records ``data_path``, ``amp_dtype`` and, on CUDA, the peak
+   ``--amp-dtype`` (``auto``, ``bfloat16``, ``float16``) and ``--cuda-graphs``
+   (``auto``, ``on``, ``off``: CUDA graphs of the training step) likewise. With
+   more than one combination the keys get a ``_<data path>_<amp dtype>``
+   suffix, and ``_eager`` where graphs are off; every entry records
+   ``data_path``, ``amp_dtype``, ``cuda_graphs`` and, on CUDA, the peak
    device memory of its last epoch (``gpu_mem_peak_mb``). ``--cases`` picks
    the measurements (``digits``, ``fake``, ``pipeline``; default all).
 2. ``asha``: the same small search on ``digits`` (regularized evolution, same
@@ -48,7 +50,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -98,6 +100,7 @@ def measure_training(dataset: str, device: str, epochs: int, threads: int, worke
         "data_path": results[-1]["data_path"],
         "data_path_reason": trainable.data_path_reason,
         "amp_dtype": results[-1]["amp_dtype"],
+        "cuda_graphs": results[-1]["cuda_graphs"],
         "gpu_mem_peak_mb": results[-1].get("gpu_mem_peak_mb"),
         "device_name": results[-1].get("device_name"),
         "epochs": epochs,
@@ -125,14 +128,20 @@ def _choices(value: str, allowed: tuple[str, ...], flag: str) -> list[str]:
     return items
 
 
-def _variants(data_paths: list[str], amp_dtypes: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    """(key suffix, config overrides) for every data path x AMP dtype combination."""
-    single = len(data_paths) == 1 and len(amp_dtypes) == 1
+def _variants(data_paths: list[str], amp_dtypes: list[str],
+              graphs: Sequence[str] = ("auto",)) -> list[tuple[str, dict[str, Any]]]:
+    """(key suffix, config overrides) for every data path x AMP dtype x CUDA-graphs combination.
+
+    The suffix is ``_<path>_<dtype>``, plus ``_eager`` where CUDA graphs are off (none for one variant).
+    """
+    single = len(data_paths) == 1 and len(amp_dtypes) == 1 and len(graphs) == 1
     out = []
     for path in data_paths:
         for dtype in amp_dtypes:
-            suffix = "" if single else f"_{path}_{dtype}"
-            out.append((suffix, {"data_path": path, "amp_dtype": None if dtype == "auto" else dtype}))
+            for graph in graphs:
+                suffix = "" if single else f"_{path}_{dtype}" + ("_eager" if graph == "off" else "")
+                out.append((suffix, {"data_path": path, "amp_dtype": None if dtype == "auto" else dtype,
+                                     "cuda_graphs": {"auto": None, "on": True, "off": False}[graph]}))
     return out
 
 
@@ -214,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-path", default="auto",
                         help="comma list of auto, resident (data set on the device), loader (CPU DataLoader)")
     parser.add_argument("--amp-dtype", default="auto", help="comma list of auto, bfloat16, float16 (CUDA)")
+    parser.add_argument("--cuda-graphs", default="auto",
+                        help="comma list of auto, on, off (CUDA graphs of the training step; 'off' keys end in _eager)")
     parser.add_argument("--cases", default="digits,fake,pipeline",
                         help="comma list of digits, fake, pipeline (real CIFAR-10 comes with --cifar-dir)")
     parser.add_argument("--out", default=os.path.join("benchmarks_out", "throughput.json"))
@@ -222,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         data_paths = _choices(args.data_path, ("auto", "resident", "loader"), "--data-path")
         amp_dtypes = _choices(args.amp_dtype, ("auto", "bfloat16", "float16"), "--amp-dtype")
         cases = _choices(args.cases, ("digits", "fake", "pipeline"), "--cases")
+        graphs = _choices(args.cuda_graphs, ("auto", "on", "off"), "--cuda-graphs")
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
-    variants = _variants(data_paths, amp_dtypes)
+    variants = _variants(data_paths, amp_dtypes, graphs)
 
     device = args.device
     if device == "auto":
@@ -244,6 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         "throughput": {},
     }
     print(f"throughput on {device} ...", flush=True)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+
+    def write() -> None:
+        """The JSON after every measurement: a later one that fails or is killed loses nothing before it."""
+        with open(args.out, "w") as handle:
+            json.dump(report, handle, indent=2)
 
     def measure(key: str, dataset: str, **config: Any) -> None:
         n_epochs = config.pop("epochs", epochs)
@@ -251,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
             entry = measure_training(dataset, device, epochs=n_epochs, threads=args.threads,
                                      **{**config, **overrides})
             report["throughput"][key + suffix] = entry
+            write()
             print(json.dumps({key + suffix: entry["images_per_s"], "data_path": entry["data_path"],
-                              "amp_dtype": entry["amp_dtype"]}), flush=True)
+                              "amp_dtype": entry["amp_dtype"], "cuda_graphs": entry["cuda_graphs"]}), flush=True)
 
     if "digits" in cases:
         measure("digits_nb201_C8_N1", "digits", epochs=epochs + 2, workers=0)
@@ -270,9 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         samples = 8 if args.quick else args.asha_samples
         report["asha"] = measure_asha(samples, args.asha_epochs, args.asha_concurrency, seed=0)
     report["machine"]["load_average_after"] = _load()
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as handle:
-        json.dump(report, handle, indent=2)
+    write()
     print(json.dumps(report, indent=2))
     print(f"wrote {os.path.abspath(args.out)}")
     return 0

@@ -21,7 +21,11 @@ annealing over ``epochs``, weight decay, cross-entropy; every result reports
 ``CUDA_VISIBLE_DEVICES``, fractional GPUs included) and on the CPU otherwise.
 On CUDA: automatic mixed precision (``torch.autocast`` in ``amp_dtype``:
 bfloat16 where the GPU supports it, else float16 with ``torch.amp.GradScaler``),
-``channels_last`` tensors and cuDNN autotuning. On the CPU the same code runs
+``channels_last`` tensors, cuDNN autotuning and, on the resident data path,
+CUDA graphs (``cuda_graphs``, on by default: the forward and backward of every
+full batch replay two graphs captured on the first one,
+:mod:`raynas.models.cuda_graphs`; small networks are otherwise bound by kernel
+launches). On the CPU the same code runs
 with AMP off, ``channels_last`` (faster for these convolutions on CPU too) and
 as many torch threads as the trial has CPUs.
 
@@ -64,6 +68,7 @@ from raynas.architecture import Architecture
 from raynas.data.resident import DATA_PATHS, ResidentImageData, decide_data_path
 from raynas.models import MODEL_SIZE_KEYS, build_model, model_stats
 from raynas.models.amp import scaled_step
+from raynas.models.cuda_graphs import capture_training_graphs, eager_forward
 from raynas.models.checkpoint import load_training_state, training_state
 from raynas.registry import make_space
 from raynas.spaces.base import InvalidArchitectureError
@@ -96,6 +101,7 @@ IMAGE_DEFAULTS: dict[str, Any] = {
     "num_threads": None,  # None: the trial's CPUs (1 outside Tune)
     "data_path": "auto",  # "auto" | "resident" | "loader" (raynas.data.resident.choose_data_path)
     "amp_dtype": None,  # None: bfloat16 where the GPU supports it, else float16; or "bfloat16" / "float16"
+    "cuda_graphs": None,  # None/True: on with CUDA and resident data (raynas.models.cuda_graphs); False: eager
 }
 
 #: The main job's task, NB201 cells on ``digits`` (see :func:`recipe_defaults`).
@@ -231,8 +237,9 @@ def _read_settings(name: str, config: dict[str, Any], space: str, dataset: str) 
     for key in ("download", "channels_last"):
         if not isinstance(settings[key], bool):
             raise ValueError(f"{name}: config[{key!r}] must be true or false, got {settings[key]!r}")
-    if settings["amp"] is not None and not isinstance(settings["amp"], bool):
-        raise ValueError(f"{name}: config['amp'] must be true, false or null (automatic), got {settings['amp']!r}")
+    for key in ("amp", "cuda_graphs"):
+        if settings[key] is not None and not isinstance(settings[key], bool):
+            raise ValueError(f"{name}: config[{key!r}] must be true, false or null (automatic), got {settings[key]!r}")
     if settings["data_path"] not in DATA_PATHS:
         raise ValueError(
             f"{name}: config['data_path'] must be one of {list(DATA_PATHS)}, got {settings['data_path']!r}")
@@ -349,6 +356,15 @@ class ImageTrainable(tune.Trainable):
 
         self.memory_format = torch.channels_last if settings["channels_last"] else torch.contiguous_format
         self._load_data(settings)
+        # CUDA graphs: captured on the first full training batch of this model (see _train_epoch); resident
+        # data only: a DataLoader's pin-memory thread calls CUDA while the graph is captured, which breaks
+        # the capture (measured on an H200), and that path is bound by its workers, not by kernel launches.
+        self.graphs_wanted = (self.device.type == "cuda" and settings["cuda_graphs"] is not False
+                              and self.data_path == "resident")
+        if settings["cuda_graphs"] and self.device.type == "cuda" and self.data_path != "resident":
+            logger.info("%s: CUDA graphs are off on the %s data path (its pin-memory thread cannot run while a "
+                        "graph is captured)", self._label, self.data_path)
+        self.graphs_pending, self.graphed, self.graphs_failure = self.graphs_wanted, False, None
 
         torch.manual_seed(settings["seed"])
         size = {k: settings[k] for k in ("channels", "cells_per_stage", "width_mult") if k in settings}
@@ -471,12 +487,18 @@ class ImageTrainable(tune.Trainable):
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         seen = 0
         start = time.perf_counter()
+        full = self.settings["batch_size"]
         for x, y in self._batches(train=True):
             n = y.shape[0]
             if n < 2:  # BatchNorm cannot train on a single example
                 continue
-            with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-                loss = F.cross_entropy(self.model(x), y)
+            # Autocast's weight cache is off with CUDA graphs (they require it; these cells use each weight once).
+            with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp,
+                                cache_enabled=not self.graphs_wanted):
+                if self.graphs_pending and n == full:
+                    self._capture_graphs(x)
+                logits = self.model(x) if n == full or not self.graphed else eager_forward(self.model, x)
+                loss = F.cross_entropy(logits, y)
             scaled_step(loss, self.optimizer, self.scaler)
             total += loss.detach().double() * n
             seen += n
@@ -484,6 +506,20 @@ class ImageTrainable(tune.Trainable):
         self.last_epoch_images = seen
         mean_loss = float(total) / max(seen, 1)  # float() waits for the device
         return mean_loss, seen / max(time.perf_counter() - start, 1e-9)
+
+    def _capture_graphs(self, batch: torch.Tensor) -> None:
+        """Capture the model's training forward and backward as CUDA graphs; on failure log why and stay eager."""
+        self.graphs_pending = False
+        started = time.perf_counter()
+        self.graphs_failure = capture_training_graphs(self.model, batch)
+        self.graphed = self.graphs_failure is None
+        if self.graphed:
+            logger.info("%s: CUDA graphs captured for %s (batch %d) in %.2f s", self._label, self.arch_str,
+                        batch.shape[0], time.perf_counter() - started)
+        else:
+            logger.warning("%s: CUDA graph capture failed for %s, training eagerly instead: %s (set "
+                           "config['cuda_graphs'] = False to skip the attempt)", self._label, self.arch_str,
+                           self.graphs_failure)
 
     @torch.no_grad()
     def _evaluate(self) -> tuple[float, float]:
@@ -531,6 +567,7 @@ class ImageTrainable(tune.Trainable):
             "amp": self.amp,
             "amp_dtype": str(self.amp_dtype).removeprefix("torch.") if self.amp else "float32",
             "data_path": self.data_path,
+            "cuda_graphs": self.graphed,
             "gpu_share": self._trial_gpus(),
             "arch_str": self.arch_str,
             "done": self.epoch >= epochs,

@@ -226,6 +226,16 @@ def test_digits_bad_config_is_named():
         digits(epochs=0)
     with pytest.raises(ValueError, match="lr"):
         digits(lr=float("nan"))
+    with pytest.raises(ValueError, match=r"config\['cuda_graphs'\] must be true, false or null.*'yes'"):
+        digits(cuda_graphs="yes")
+
+
+def test_cuda_graphs_are_a_cuda_feature_and_reported():
+    """Asked for on the CPU, CUDA graphs are off and every result says so (as AMP is)."""
+    trainable = digits(cuda_graphs=True, epochs=1)
+    assert trainable.device.type == "cpu" and not trainable.graphs_wanted
+    result = trainable.step()
+    assert result["cuda_graphs"] is False and result["amp"] is False
 
 
 def test_digits_under_tune_with_checkpoint_and_reuse(ray_session, tmp_path):

@@ -19,6 +19,7 @@ import torch
 from botorch.acquisition.analytic import LogExpectedImprovement
 
 from raynas.architecture import Architecture
+from raynas.bo.acquisition import score_candidates
 from raynas.bo.candidates import EvolutionaryPool, evolutionary_pool
 from raynas.bo.engine import BayesianOptimization, LowFidelity, ModelData
 from raynas.search.base import Observation
@@ -276,10 +277,9 @@ class BONAS(BayesianOptimization):
         model = self.predictor.acquisition_model(pending)
         normalized = self.predictor.normalize(data.values.tolist())
         incumbents = normalized[torch.as_tensor(data.full)] if data.full.any() else normalized
-        acq = LogExpectedImprovement(model, best_f=float(incumbents.max()))
+        best_f = float(incumbents.max())
         phi = self.predictor.embed(list(candidates))
-        with torch.no_grad():
-            return acq(phi.unsqueeze(-2))
+        return score_candidates(model, phi, lambda m: LogExpectedImprovement(m, best_f=best_f))
 
     def posterior(self, archs: Sequence[Architecture], data: ModelData) -> tuple[torch.Tensor, torch.Tensor]:
         """The BLR's predictive ``(mean, variance)`` on the normalised scale, GCN and BLR brought up to date."""

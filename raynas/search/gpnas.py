@@ -19,13 +19,10 @@ from botorch.acquisition.analytic import (
     PosteriorStandardDeviation,
     UpperConfidenceBound,
 )
-from botorch.models.model import Model
-from botorch.posteriors.gpytorch import GPyTorchPosterior
-from gpytorch.distributions import MultivariateNormal
-from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
 from raynas.architecture import Architecture
+from raynas.bo.acquisition import score_candidates
 from raynas.bo.candidates import Exhaustive, LocalPool
 from raynas.bo.engine import BayesianOptimization, ModelData
 from raynas.kernels.grouped import Grouping
@@ -241,18 +238,16 @@ class GPNAS(BayesianOptimization):
 
     def _acquire(self, model: GPNASModel, X: Tensor, mean: Tensor, variance: Tensor) -> Tensor:
         """BoTorch acquisition values of the candidates (q = 1) from the computed posterior."""
-        fixed = _FixedPosterior(X, mean, variance)
         if self.exploring:
-            function = PosteriorStandardDeviation(fixed)
+            make = PosteriorStandardDeviation
         elif self.acquisition == "ei":
             observed, _, _ = model.mean_variance(model.train_X, with_variance=False)
-            function = LogExpectedImprovement(fixed, best_f=observed.max())
+            make = lambda m: LogExpectedImprovement(m, best_f=observed.max())  # noqa: E731
         elif self.acquisition == "ucb":
-            function = UpperConfidenceBound(fixed, beta=self.ucb_beta)
+            make = lambda m: UpperConfidenceBound(m, beta=self.ucb_beta)  # noqa: E731
         else:
-            function = PosteriorMean(fixed)
-        with torch.no_grad():
-            return function(X.unsqueeze(-2))
+            make = PosteriorMean
+        return score_candidates(model, X, make, mean=mean, variance=variance)
 
     # -------------------------------------------------------- save/restore
     def extra_state(self) -> dict[str, Any]:
@@ -278,31 +273,6 @@ class GPNAS(BayesianOptimization):
         self.switched_at = None if switched is None else (int(switched[0]), float(switched[1]))
         self.last_expected_mse = state.get("last_expected_mse")
         self._cross, self._cross_version = None, -1
-
-
-class _FixedPosterior(Model):
-    """A BoTorch model answering ``posterior`` for one fixed set of points (q = 1) from a computed posterior.
-
-    The GP posterior over thousands of candidates is computed once
-    (:meth:`GPNASModel.mean_variance`, linear in their number); analytic
-    acquisition functions then read its marginals through this adapter.
-    """
-
-    _num_outputs = 1
-
-    def __init__(self, X: Tensor, mean: Tensor, variance: Tensor) -> None:
-        super().__init__()
-        self._X, self._mean, self._variance = X, mean, variance
-
-    @property
-    def num_outputs(self) -> int:
-        return 1
-
-    def posterior(self, X: Tensor, output_indices=None, observation_noise=False, posterior_transform=None, **kwargs):
-        if X.shape[-2] != 1 or not torch.equal(X.squeeze(-2), self._X):
-            raise ValueError("_FixedPosterior only answers for the candidates it was built with (q = 1)")
-        mvn = MultivariateNormal(self._mean.unsqueeze(-1), DiagLinearOperator(self._variance.unsqueeze(-1)))
-        return GPyTorchPosterior(mvn)
 
 
 __all__ = ["ENUMERATE_LIMIT", "GPNAS"]

@@ -52,6 +52,10 @@ class PositionalSpace(SearchSpace):
             self.positions[str(position)] = options
         self._names = tuple(self.positions)
         self._choices = tuple(self.positions.values())
+        # for mutate (called ~4,000 times per pool of 1,000 candidates): the positions with a
+        # choice to make, and per position and current choice the others, in the space's order
+        self._movable = [k for k, options in enumerate(self._choices) if len(options) > 1]
+        self._others = [{op: [o for o in options if o != op] for op in options} for options in self._choices]
 
     @classmethod
     def from_table(cls, frame, columns: Sequence[str], name: str = "positional") -> "PositionalSpace":
@@ -109,11 +113,13 @@ class PositionalSpace(SearchSpace):
 
     def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
         """Change one position (with more than one choice) to a different choice."""
-        movable = [k for k, options in enumerate(self._choices) if len(options) > 1]
+        movable = self._movable
         if not movable:
             raise InvalidArchitectureError(f"space {self.name!r} has a single architecture")
         k = movable[int(rng.integers(len(movable)))]
-        others = [o for o in self._choices[k] if o != arch.ops[k]]
+        others = self._others[k].get(arch.ops[k])
+        if others is None:  # not a choice of this position: every choice is another one
+            others = list(self._choices[k])
         ops = list(arch.ops)
         ops[k] = others[int(rng.integers(len(others)))]
         return Architecture(self.name, tuple(ops))

@@ -28,13 +28,15 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from raynas.architecture import Architecture
 from raynas.benchmarks.tabular import TabularBenchmark
 from raynas.methods import check_methods, make_method
+from raynas.pareto import Constraint
+from raynas.search.base import ArchitectureSearch
 
 #: Query counts at which the test metric of the best-by-objective architecture is reported.
 TEST_AT: tuple[int, ...] = (50, 100, 150)
@@ -60,44 +62,27 @@ def run_one(
     max_queries: int,
     concurrency: int = 1,
     searcher_kwargs: dict | None = None,
+    constraints: Sequence[Constraint] = (),
 ) -> RunRecord:
     """One search of ``searcher_name`` with ``seed`` on ``bench`` (see the module docstring).
 
     ``searcher_kwargs`` are options of the method (:func:`raynas.methods.make_method`).
+    With ``constraints`` the searcher never suggests an architecture outside them and the
+    optimum counted is the best one within them (:func:`feasible_optimum`).
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-    search = make_method(searcher_name, bench.space, mode=bench.mode, seed=seed, **(searcher_kwargs or {}))
-    order_rng = np.random.default_rng([seed, 7919])  # completion order, independent of the searcher
-    optimum_value = bench.optimum[1]
-    pending: list[tuple[str, Architecture]] = []
-    evaluated: set[Architecture] = set()
+    search = make_method(searcher_name, bench.space, mode=bench.mode, seed=seed, constraints=constraints,
+                         **(searcher_kwargs or {}))
+    optimum_value = feasible_optimum(bench, constraints)[1]
     record = RunRecord(queries_to_optimum=None, test_at={})
     best_value, best_test = float("nan"), float("nan")
     last_checkpoint = max(TEST_AT)
-    exhausted = False
-    trial_number = 0
+    queries = 0
     cpu_start = time.process_time()
-    while True:
-        while not exhausted and len(pending) < concurrency and len(evaluated) + len(pending) < max_queries:
-            trial_id = f"{searcher_name}_{seed}_{trial_number}"
-            trial_number += 1
-            start = time.perf_counter()
-            arch = search.suggest(trial_id)
-            record.suggest_seconds.append(time.perf_counter() - start)
-            if arch is None:  # a finite space is exhausted
-                exhausted = True
-                break
-            pending.append((trial_id, arch))
-        if not pending:
-            break
-        trial_id, arch = pending.pop(int(order_rng.integers(len(pending))))
-        value = bench.value(arch)
-        search.complete(trial_id, value, fidelity=1)  # one result at the objective's fidelity, as a trial reports
-        if arch in evaluated:
-            continue
-        evaluated.add(arch)
-        queries = len(evaluated)
+    for arch, value in distinct_results(search, bench, f"{searcher_name}_{seed}", seed, max_queries, concurrency,
+                                        record.suggest_seconds):
+        queries += 1
         if bench.is_better(value, best_value):
             best_value = value
             best_test = bench.value(arch, bench.test_metric) if bench.test_metric else float("nan")
@@ -109,10 +94,46 @@ def run_one(
         if record.queries_to_optimum is not None and queries >= last_checkpoint:
             break
     record.cpu_seconds = time.process_time() - cpu_start
-    record.queries = len(evaluated)
+    record.queries = queries
     for k in TEST_AT:  # a run that ended early keeps its final best
         record.test_at.setdefault(k, best_test)
     return record
+
+
+def distinct_results(search: ArchitectureSearch, bench: TabularBenchmark, label: str, seed: int, max_queries: int,
+                     concurrency: int, suggest_seconds: list[float], column: str | None = None,
+                     ) -> Iterator[tuple[Architecture, float]]:
+    """Simulated asynchronous workers: ``(arch, value)`` of each *new* architecture as its result arrives.
+
+    Up to ``concurrency`` suggestions are in flight; results come back in a random order seeded by
+    ``seed`` (independent of the searcher), each answered from ``bench``'s ``column`` (default: the
+    objective) at full fidelity, as a trial reports it. Repeats are told to the searcher but not
+    yielded; at most ``max_queries`` distinct architectures. Each ``suggest``'s seconds are appended
+    to ``suggest_seconds``.
+    """
+    order_rng = np.random.default_rng([seed, 7919])
+    pending: list[tuple[str, Architecture]] = []
+    evaluated: set[Architecture] = set()
+    exhausted, number = False, 0
+    while True:
+        while not exhausted and len(pending) < concurrency and len(evaluated) + len(pending) < max_queries:
+            trial_id = f"{label}_{number}"
+            number += 1
+            start = time.perf_counter()
+            arch = search.suggest(trial_id)
+            suggest_seconds.append(time.perf_counter() - start)
+            if arch is None:  # a finite space is exhausted
+                exhausted = True
+                break
+            pending.append((trial_id, arch))
+        if not pending:
+            return
+        trial_id, arch = pending.pop(int(order_rng.integers(len(pending))))
+        value = bench.value(arch, column)
+        search.complete(trial_id, value, fidelity=1)
+        if arch not in evaluated:
+            evaluated.add(arch)
+            yield arch, value
 
 
 def _queries_summary(found: Sequence[int | None], max_queries: int) -> dict:
@@ -170,10 +191,11 @@ def check_run(searchers: Sequence[str], searcher_options: Mapping[str, Mapping[s
     return searchers, options
 
 
-def report_header(bench: TabularBenchmark) -> dict[str, Any]:
-    """What every benchmark report says about its table: source, objective, test metric, mode and optimum."""
-    optimum_arch, optimum_value = bench.optimum
-    return {
+def report_header(bench: TabularBenchmark, constraints: Sequence[Constraint] = ()) -> dict[str, Any]:
+    """What every benchmark report says about its table: source, objective, test metric, mode and optimum
+    (the best architecture within ``constraints``, which the report lists)."""
+    optimum_arch, optimum_value = feasible_optimum(bench, constraints)
+    header = {
         "table": bench.source,
         "objective": bench.objective,
         "test_metric": bench.test_metric,
@@ -181,6 +203,34 @@ def report_header(bench: TabularBenchmark) -> dict[str, Any]:
         "optimum": optimum_value,
         "optimum_arch": bench.space.describe(optimum_arch),
     }
+    if constraints:
+        header["constraints"] = [{"column": c.name, "upper": c.upper, "lower": c.lower} for c in constraints]
+    return header
+
+
+def table_constraints(bench: TabularBenchmark, specs: Sequence[tuple[str, str, float]]) -> list[Constraint]:
+    """``(column, "<=" or ">=", bound)`` specs as constraints read from ``bench``'s columns."""
+    out = []
+    for column, op, bound in specs:
+        bench.value(bench.architectures[0], column)  # a missing column fails here, naming the table's columns
+        limits = {"upper": bound} if op == "<=" else {"lower": bound}
+        out.append(Constraint(column, lambda arch, c=column: bench.value(arch, c), **limits))
+    return out
+
+
+def feasible_optimum(bench: TabularBenchmark, constraints: Sequence[Constraint] = ()) -> tuple[Architecture, float]:
+    """The best architecture of ``bench`` (by its objective and mode) that satisfies every constraint."""
+    if not constraints:
+        return bench.optimum
+    feasible = [a for a in bench.architectures if all(c.satisfied(a) for c in constraints)]
+    if not feasible:
+        raise ValueError(f"no architecture of {bench.source} satisfies the constraints "
+                         f"{[(c.name, c.lower, c.upper) for c in constraints]}")
+    best = feasible[0]
+    for arch in feasible[1:]:
+        if bench.is_better(bench.value(arch), bench.value(best)):
+            best = arch
+    return best, bench.value(best)
 
 
 def run_bench(
@@ -193,6 +243,7 @@ def run_bench(
     progress: bool = True,
     first_seed: int = 0,
     searcher_options: Mapping[str, Mapping[str, Any]] | None = None,
+    constraints: Sequence[tuple[str, str, float]] = (),
 ) -> dict:
     """Benchmark ``searchers`` on ``bench`` for seeds ``first_seed .. first_seed + seeds - 1``.
 
@@ -206,13 +257,15 @@ def run_bench(
     ``searcher_options`` maps a searcher name to options of its method
     (:func:`raynas.methods.make_method`, e.g. ``{"bonas": {"pool_size": 100}}``);
     the report records them under ``searcher_options``. Unknown names fail
-    before any search runs.
+    before any search runs. ``constraints`` (``(column, "<=" or ">=", bound)``)
+    bound columns known before training; the optimum is then the best cell within them.
     """
     if max_queries < 1:
         raise ValueError(f"max_queries must be >= 1, got {max_queries}")
     searchers, options = check_run(searchers, searcher_options, seeds, first_seed)
+    bounds = table_constraints(bench, constraints)
     report = {
-        **report_header(bench),
+        **report_header(bench, bounds),
         "seeds": seeds,
         "first_seed": first_seed,
         "max_queries": max_queries,
@@ -223,7 +276,7 @@ def run_bench(
     for name in searchers:
         records = []
         for seed in range(first_seed, first_seed + seeds):
-            records.append(run_one(bench, name, seed, max_queries, concurrency, options.get(name)))
+            records.append(run_one(bench, name, seed, max_queries, concurrency, options.get(name), bounds))
             if progress:
                 r = records[-1]
                 print(f"[bench] {name} seed {seed}: queries_to_optimum={r.queries_to_optimum} "

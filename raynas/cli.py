@@ -293,7 +293,7 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="sample efficiency of searchers on a tabular benchmark (no Ray runtime)")
     p.add_argument("--table", required=True, metavar="CSV",
                    help="the tabular benchmark: one row per architecture, its values in columns")
-    p.add_argument("--objective", required=True, metavar="COL",
+    p.add_argument("--objective", metavar="COL",
                    help="column the searchers optimise (queries to its optimum are counted)")
     p.add_argument("--test-metric", metavar="COL",
                    help="column reported for the best-by-objective architecture (test_at), never optimised")
@@ -325,8 +325,10 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="FILE.png",
                    help="also draw median/quartile regret curves of all searchers (log scale) into FILE.png")
     from raynas.cost import add_cost_arguments  # Ray-free, like raynas.bench
+    from raynas.pareto_bench import add_pareto_arguments
 
     add_cost_arguments(p)
+    add_pareto_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -528,8 +530,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ValueError(f"--searchers names no searcher; choose from {', '.join(ordinary_methods())}")
     options = parse_searcher_options(args.searcher_option, names, reserved=BENCH_RESERVED)
     from raynas.cost import cost_mode_requested, cost_table_options, run_cost_from_args
+    from raynas.pareto import parse_constraint
+    from raynas.pareto_bench import pareto_mode_requested, run_pareto_from_args
 
+    if pareto_mode_requested(args):  # several objectives: hypervolume against the table's Pareto front
+        if args.objective:
+            raise ValueError("--objective names one objective; with --objectives, list them all there")
+        run_pareto_from_args(args, names, options, parse_position_columns(args.position_columns, args.space))
+        return 0
+    if not args.objective:
+        raise ValueError("raynas bench needs --objective COL (or --objectives COL:max,COL:min,... for several)")
     cost_mode = cost_mode_requested(args)  # the simulated cluster: epochs and wall-clock under early stopping
+    constraints = [parse_constraint(text) for text in args.constraint]
+    if constraints and cost_mode:
+        raise ValueError("--constraint does not apply to the cost mode (--scheduler/--workers) yet")
     bench = TabularBenchmark.from_csv(
         args.table, args.objective, space=args.space, mode=args.mode, test_metric=args.test_metric,
         position_columns=parse_position_columns(args.position_columns, args.space),
@@ -541,7 +555,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         run_cost_from_args(args, bench, names, options)
         return 0
     report = run_bench(bench, names, args.seeds, args.max_queries, args.concurrency, args.out,
-                       progress=not args.quiet, first_seed=args.first_seed, searcher_options=options)
+                       progress=not args.quiet, first_seed=args.first_seed, searcher_options=options,
+                       constraints=constraints)
     for name, block in report["searchers"].items():
         print(summary_line(name, block))
     print(f"wrote {os.path.abspath(args.out)}")

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from raynas.architecture import Architecture, ArchitectureFormatError
+from raynas.pareto import ComputedObjective, Constraint
 from raynas.spaces.base import InvalidArchitectureError, SearchSpace
 
 Mode = Literal["max", "min"]
@@ -76,7 +78,17 @@ class ArchitectureSearch(ABC):
             benchmarks a repeat costs a query and teaches nothing.
         max_attempts: proposals tried before falling back to a random
             unseen architecture when the method keeps proposing seen ones.
+        computed_objectives: objectives known before training
+            (:class:`~raynas.pareto.ComputedObjective`: parameters, FLOPs, ...),
+            traded against the learned one for a Pareto front; only methods
+            with :attr:`supports_computed_objectives` take them.
+        constraints: bounds on quantities known before training
+            (:class:`~raynas.pareto.Constraint`, e.g. FLOPs ≤ 60 M): an
+            architecture outside them is never suggested.
     """
+
+    #: whether the method trades the learned objective against :attr:`computed_objectives`
+    supports_computed_objectives: bool = False
 
     def __init__(
         self,
@@ -87,9 +99,22 @@ class ArchitectureSearch(ABC):
         points_to_evaluate: Sequence[Architecture | Mapping[str, Any] | str] | None = None,
         allow_repeats: bool = False,
         max_attempts: int = 100,
+        computed_objectives: Sequence[ComputedObjective] = (),
+        constraints: Sequence[Constraint] = (),
     ) -> None:
         if not isinstance(space, SearchSpace):
             raise TypeError(f"space must be a SearchSpace, got {type(space).__name__}")
+        if computed_objectives and not self.supports_computed_objectives:
+            raise ValueError(
+                f"{type(self).__name__} optimises one objective; computed objectives "
+                f"{[c.name for c in computed_objectives]} need random, regevo, gpnas or bonas")
+        #: objectives known before training (parameters, FLOPs, ...), traded against the learned one
+        #: (:mod:`raynas.pareto`); empty for a single-objective search
+        self.computed_objectives: tuple[ComputedObjective, ...] = tuple(computed_objectives)
+        self._computed: dict[Architecture, tuple[float, ...]] = {}
+        #: bounds on quantities known before training; an architecture outside them is never suggested
+        self.constraints: tuple[Constraint, ...] = tuple(constraints)
+        self._feasible: dict[Architecture, bool] = {}
         self.space = space
         self._mode: Mode | None = None
         if mode is not None:
@@ -131,6 +156,21 @@ class ArchitectureSearch(ABC):
     def score(self, value: float) -> float:
         """``value`` oriented so that larger is better whatever the mode."""
         return value if self._mode != "min" else -value
+
+    def computed_matrix(self, archs: Sequence[Architecture]) -> torch.Tensor:
+        """The computed objectives of ``archs``, ``len(archs) x k``, oriented so that larger is better."""
+        rows = []
+        for arch in archs:
+            row = self._computed.get(arch)
+            if row is None:
+                row = self._computed[arch] = tuple(c.oriented(arch) for c in self.computed_objectives)
+            rows.append(row)
+        return torch.tensor(rows, dtype=torch.float64).reshape(len(archs), len(self.computed_objectives))
+
+    def objective_reference(self) -> torch.Tensor:
+        """The hypervolume reference, learned objective first (NaN: inferred), computed ones oriented."""
+        return torch.tensor([math.nan] + [c.oriented_reference for c in self.computed_objectives],
+                            dtype=torch.float64)
 
     # ------------------------------------------------------------ lifecycle
     def suggest(self, trial_id: str) -> Architecture | None:
@@ -215,8 +255,18 @@ class ArchitectureSearch(ABC):
         return frozenset(self._seen)
 
     def is_seen(self, arch: Architecture) -> bool:
-        """Whether ``arch`` was evaluated, failed or is pending (never true with ``allow_repeats``)."""
+        """Whether ``arch`` was evaluated, failed or is pending (never true with ``allow_repeats``), or
+        breaks a :attr:`constraints` bound: what a search must not suggest (every candidate generator asks)."""
+        if self.constraints and not self.is_feasible(arch):
+            return True
         return not self.allow_repeats and arch in self._seen
+
+    def is_feasible(self, arch: Architecture) -> bool:
+        """Whether ``arch`` satisfies every constraint (cached per architecture)."""
+        feasible = self._feasible.get(arch)
+        if feasible is None:
+            feasible = self._feasible[arch] = all(c.satisfied(arch) for c in self.constraints)
+        return feasible
 
     def best(self) -> Observation | None:
         """The best observation so far (by the mode), or ``None``."""

@@ -19,9 +19,10 @@ import torch
 from botorch.acquisition.analytic import LogExpectedImprovement
 
 from raynas.architecture import Architecture
-from raynas.bo.acquisition import score_candidates
+from raynas.bo.acquisition import marginals, score_candidates
 from raynas.bo.candidates import EvolutionaryPool, evolutionary_pool
 from raynas.bo.engine import BayesianOptimization, LowFidelity, ModelData
+from raynas.pareto import expected_hypervolume_improvement
 from raynas.search.base import Observation
 from raynas.spaces.base import SearchSpace
 from raynas.surrogates.bonas import WARP_KIND, BONASPredictor
@@ -43,7 +44,8 @@ class BONAS(BayesianOptimization):
        (α, β by evidence maximisation): mean ``m_Nᵀφ``, variance ``φᵀS_Nφ + 1/β``.
        The BLR is refit at every observation, the GCN retrained every
        ``retrain_every`` (k = 10) observations.
-    3. **Acquisition** (§3.3): expected improvement (BoTorch's
+    3. **Acquisition** (§3.3; with ``computed_objectives``, expected hypervolume
+       improvement instead, :mod:`raynas.pareto`): expected improvement (BoTorch's
        ``LogExpectedImprovement``: the log of eq. 2, same argmax, no underflow)
        over a pool of ``pool_size`` (1,000) unseen candidates from the
        evolutionary sampler (:class:`~raynas.bo.candidates.EvolutionaryPool`:
@@ -109,6 +111,9 @@ class BONAS(BayesianOptimization):
         **kwargs: :class:`~raynas.search.base.ArchitectureSearch` arguments
             (``mode``, ``seed``, ``points_to_evaluate``, ``allow_repeats``).
     """
+
+    #: several objectives: EHVI with the computed ones exact (:mod:`raynas.pareto`)
+    supports_computed_objectives = True
 
     def __init__(
         self,
@@ -277,8 +282,13 @@ class BONAS(BayesianOptimization):
         model = self.predictor.acquisition_model(pending)
         normalized = self.predictor.normalize(data.values.tolist())
         incumbents = normalized[torch.as_tensor(data.full)] if data.full.any() else normalized
-        best_f = float(incumbents.max())
         phi = self.predictor.embed(list(candidates))
+        if self.computed_objectives:  # EHVI; the observations at their normalised values
+            mean, variance = marginals(model, phi)
+            observed = torch.cat([normalized.reshape(-1, 1), self.computed_matrix(data.archs)], dim=1)
+            return expected_hypervolume_improvement(mean, variance, self.computed_matrix(list(candidates)),
+                                                    observed, self.objective_reference())
+        best_f = float(incumbents.max())
         return score_candidates(model, phi, lambda m: LogExpectedImprovement(m, best_f=best_f))
 
     def posterior(self, archs: Sequence[Architecture], data: ModelData) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Mapping
 
+import torch
+
 from raynas.architecture import Architecture
+from raynas.pareto import crowding_distance, nondominated_ranks
 from raynas.search.base import ArchitectureSearch, Observation
 from raynas.spaces.base import SearchSpace
 
@@ -33,6 +36,12 @@ class RegularizedEvolution(ArchitectureSearch):
     random architectures instead would flush the population and degrade the
     method to random search late in a run. With several workers, suggestions
     use whatever has completed, as in the paper's distributed setting.
+
+    Several objectives (``computed_objectives``): the tournament is won by the
+    member of the best non-dominated front of the population, ties broken by
+    the larger crowding distance (NSGA-II's crowded comparison, Deb et al.
+    2002, §III-B; MO-REA in the multi-objective NAS literature), so the
+    population spreads along the Pareto front of accuracy and cost.
 
     Args:
         population_size: P, members of the population.
@@ -61,8 +70,20 @@ class RegularizedEvolution(ArchitectureSearch):
         self.max_cycles = max_cycles
         self.population: deque[tuple[Architecture, float]] = deque(maxlen=population_size)
 
+    supports_computed_objectives = True
+
     def on_observation(self, observation: Observation) -> None:
         self.population.append((observation.arch, observation.value))
+
+    def _fitness(self, members: list[tuple[Architecture, float]]) -> list[tuple[float, ...]]:
+        """Larger is better: the oriented value, or (−front, crowding) with computed objectives."""
+        if not self.computed_objectives:
+            return [(self.score(v),) for _, v in members]
+        Y = torch.cat([torch.tensor([[self.score(v)] for _, v in members], dtype=torch.float64),
+                       self.computed_matrix([a for a, _ in members])], dim=1)
+        ranks = nondominated_ranks(Y)
+        crowding = crowding_distance(Y, ranks)
+        return [(-float(r), float(c)) for r, c in zip(ranks, crowding)]
 
     @property
     def num_random_initial(self) -> int | None:
@@ -74,9 +95,10 @@ class RegularizedEvolution(ArchitectureSearch):
         child = None
         for _ in range(self.max_cycles):
             members = list(self.population)
+            fitness = self._fitness(members)
             size = min(self.sample_size, len(members))
             picks = self.rng.choice(len(members), size=size, replace=False)
-            parent = max((members[i] for i in picks), key=lambda m: self.score(m[1]))
+            parent = members[max(picks, key=lambda i: fitness[i])]
             child = self.space.mutate(parent[0], self.rng)
             if not self.is_seen(child):
                 return child

@@ -26,6 +26,7 @@ from raynas.bo.acquisition import score_candidates
 from raynas.bo.candidates import Exhaustive, LocalPool
 from raynas.bo.engine import BayesianOptimization, ModelData
 from raynas.kernels.grouped import Grouping
+from raynas.pareto import expected_hypervolume_improvement
 from raynas.spaces.base import SearchSpace
 from raynas.surrogates.gpnas import FitMethod, GPNASModel
 
@@ -96,6 +97,10 @@ class GPNAS(BayesianOptimization):
     the phase, so a restored search continues with exactly the same model
     (the GP itself is re-conditioned on the restored observations).
 
+    Several objectives (``computed_objectives``, :mod:`raynas.pareto`): after
+    the exploration phase, candidates are scored by expected hypervolume
+    improvement of (learned value, computed objectives) instead of EI.
+
     Args:
         space: the search space.
         num_initial: random architectures first.
@@ -115,6 +120,9 @@ class GPNAS(BayesianOptimization):
         kwargs: :class:`ArchitectureSearch` settings (``mode``, ``seed``,
             ``points_to_evaluate``, ``allow_repeats``).
     """
+
+    #: several objectives: EHVI with the computed ones exact (:mod:`raynas.pareto`)
+    supports_computed_objectives = True
 
     def __init__(
         self,
@@ -231,10 +239,24 @@ class GPNAS(BayesianOptimization):
             if self.last_expected_mse < self.mse_threshold or self.num_explored >= self.max_explore:
                 self.exploring = False
                 self.switched_at = (len(self.observations), self.last_expected_mse)
-        scores = self._acquire(fantasy, X, mean, variance)
+        if self.computed_objectives and not self.exploring:
+            scores = self._hypervolume_gain(model, data, archs, mean, variance)
+        else:
+            scores = self._acquire(fantasy, X, mean, variance)
         if self.exploring:
             self.num_explored += 1
         return archs[int(torch.argmax(scores))]
+
+    def _hypervolume_gain(self, model: GPNASModel, data: ModelData, archs: list[Architecture], mean: Tensor,
+                          variance: Tensor) -> Tensor:
+        """EHVI of the candidates (:func:`raynas.pareto.expected_hypervolume_improvement`): the learned
+        objective from the posterior (pending trials believed), the computed ones exact; the
+        observations enter at their posterior means, as EI's incumbent does."""
+        observed, _, _ = model.mean_variance(model.train_X, with_variance=False)
+        Y = torch.cat([torch.as_tensor(observed, dtype=torch.float64).reshape(-1, 1),
+                       self.computed_matrix(data.archs)], dim=1)
+        return expected_hypervolume_improvement(torch.as_tensor(mean), torch.as_tensor(variance),
+                                                self.computed_matrix(archs), Y, self.objective_reference())
 
     def _acquire(self, model: GPNASModel, X: Tensor, mean: Tensor, variance: Tensor) -> Tensor:
         """BoTorch acquisition values of the candidates (q = 1) from the computed posterior."""

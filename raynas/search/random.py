@@ -15,6 +15,10 @@ class RandomSearch(ArchitectureSearch):
     expectation (7,813 on NAS-Bench-201).
     """
 
+    #: uniform sampling needs no objective at all, so several are no different
+    supports_computed_objectives = True
+
+
     @property
     def num_random_initial(self) -> int | None:
         return None

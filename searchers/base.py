@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 from ray.tune.search import Searcher
@@ -21,6 +21,7 @@ from ray.tune.search.sample import Categorical, Domain, Float, Integer
 from ray.tune.search.variant_generator import parse_spec_vars
 
 from raynas.architecture import Architecture
+from raynas.pareto import ComputedObjective
 from raynas.search.base import ArchitectureSearch, SearchStateError
 from raynas.spaces.base import SearchSpace
 
@@ -98,6 +99,29 @@ def tune_domains(config: Mapping[str, Any]) -> list[tuple[tuple[str, ...], Domai
     return [(tuple(path), domain) for path, domain in domains]
 
 
+def learned_objective(metrics: Sequence[str], modes: Sequence[str] | str | None,
+                      computed: Sequence[ComputedObjective]) -> tuple[str, str | None, list[tuple[str, str]]]:
+    """Split ``metric=[...]``, ``mode=[...]`` (as Ray Tune's ``OptunaSearch`` takes them) into the one
+    learned metric and mode, checking that every other metric is a computed objective with that mode."""
+    metrics = list(metrics)
+    if isinstance(modes, str) or modes is None or len(modes) != len(metrics):
+        raise ValueError(f"metric={metrics} needs a mode for each, as a list of the same length; got mode={modes!r}")
+    by_name = {c.name: c for c in computed}
+    learned = [(m, d) for m, d in zip(metrics, modes) if m not in by_name]
+    if len(learned) != 1:
+        raise ValueError(
+            f"metric={metrics}: exactly one metric is learned (reported by trials); the others must be "
+            f"computed_objectives (known before training), which are {sorted(by_name)}")
+    for name, mode in zip(metrics, modes):
+        if name in by_name and by_name[name].mode != mode:
+            raise ValueError(f"metric {name!r} has mode {mode!r} here but {by_name[name].mode!r} as a computed objective")
+    missing = sorted(set(by_name) - set(metrics))
+    if missing:
+        raise ValueError(f"computed objectives {missing} are not among metric={metrics}")
+    (metric, mode), = learned
+    return metric, mode, [(metric, mode)] + [(m, d) for m, d in zip(metrics, modes) if m in by_name]
+
+
 class RaynasSearcher(Searcher):
     """A Ray Tune searcher over architectures, driven by an :class:`ArchitectureSearch`.
 
@@ -123,8 +147,13 @@ class RaynasSearcher(Searcher):
         space_or_search: the search space (the subclass builds its
             :attr:`search_class` on it), or a ready :class:`ArchitectureSearch`.
         metric: result key to optimise; may instead come from ``TuneConfig``
-            (Tune passes it on only when ``param_space`` is non-empty).
-        mode: ``"max"`` or ``"min"``, likewise.
+            (Tune passes it on only when ``param_space`` is non-empty). Several
+            objectives: a list, as for Ray Tune's ``OptunaSearch``
+            (``metric=["val_acc", "flops"], mode=["max", "min"]``), in which
+            every metric but the learned one is a ``computed_objectives``
+            entry (:class:`raynas.pareto.ComputedObjective`, known before
+            training; see :mod:`raynas.pareto`).
+        mode: ``"max"`` or ``"min"``, likewise (a list with a list of metrics).
         **options: keyword arguments of :attr:`search_class` (``seed``,
             ``points_to_evaluate``, ``allow_repeats`` and the method's own).
     """
@@ -139,6 +168,12 @@ class RaynasSearcher(Searcher):
         mode: str | None = None,
         **options: Any,
     ) -> None:
+        computed = (space_or_search.computed_objectives if isinstance(space_or_search, ArchitectureSearch)
+                    else tuple(options.get("computed_objectives", ())))
+        #: every objective as ``(metric, mode)``: the learned one first, then the computed ones
+        self.objectives: list[tuple[str, str]] = []
+        if isinstance(metric, (list, tuple)):
+            metric, mode, self.objectives = learned_objective(metric, mode, computed)
         super().__init__(metric=metric, mode=mode)
         if isinstance(space_or_search, ArchitectureSearch):
             if options:
@@ -290,6 +325,7 @@ class RaynasSearcher(Searcher):
             "format": SAVE_FORMAT,
             "metric": self._metric,
             "mode": self._mode,
+            "objectives": self.objectives,
             "max_concurrent": self.max_concurrent,
             "search": self.search.state_dict(),
             "domains": self.domains,
@@ -301,6 +337,7 @@ class RaynasSearcher(Searcher):
             raise SearchStateError(f"not a raynas searcher state (format {state.get('format')!r})")
         self._metric = state["metric"]
         self._mode = state["mode"]
+        self.objectives = [tuple(o) for o in state.get("objectives", [])]
         self.max_concurrent = state["max_concurrent"]
         self.search.load_state_dict(state["search"])
         self.domains = list(state.get("domains", []))

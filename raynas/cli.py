@@ -235,6 +235,17 @@ def _search_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("max", "min"), default="max",
                    help="whether --objective is maximised or minimised (tabular searches; real training "
                    "always maximises val_acc); default max")
+    p.add_argument("--objectives", metavar="COL:max|min,...",
+                   help="with --benchmark: several objectives, one learned (the trials' metric) and the rest "
+                   "--computed (gpnas, bonas: expected hypervolume improvement; regevo: NSGA-II selection)")
+    p.add_argument("--computed", metavar="COL,...",
+                   help="with --objectives: columns known before training (FLOPs, parameters), never modelled")
+    p.add_argument("--reference", metavar="V,V,...",
+                   help="with --objectives: the worst value of each objective still worth anything "
+                   "(the hypervolume's reference point); default: inferred from the results")
+    p.add_argument("--constraint", metavar="COL<=V", action="append", default=[],
+                   help="with --benchmark: a bound on a column known before training (repeatable, e.g. "
+                   "flops_M_cifar10<=60); no cell outside it is suggested")
     p.add_argument("--num-samples", type=int, default=32, help="trials (architectures) to run; default 32")
     p.add_argument("--max-concurrent", type=int, default=2, help="trials running at once; default 2")
     p.add_argument("--scheduler", choices=("asha", "none"), default="asha",
@@ -403,6 +414,19 @@ def _run_outcome(command: str) -> int | None:
     return EXIT_NO_RESULTS
 
 
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def _numbers(text: str | None, flag: str) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+
+
 def _validate_search_args(args: argparse.Namespace) -> TabularBenchmark | None:
     """What a new ``raynas search`` can get wrong, checked before Ray is even imported (about a second):
     the searcher name, the space, and for a tabular search the whole table (its objective, test and
@@ -414,6 +438,15 @@ def _validate_search_args(args: argparse.Namespace) -> TabularBenchmark | None:
     args.position_columns = parse_position_columns(args.position_columns, args.space) if args.benchmark else None
     args.searcher_kwargs = parse_searcher_options(args.searcher_option, [args.searcher],
                                                   reserved=SEARCH_RESERVED).get(args.searcher, {})
+    if args.objectives:  # several objectives: the learned one comes from --objectives
+        from raynas.pareto import parse_objectives
+        from raynas.pareto_bench import split_objectives
+
+        (learned, mode), _ = split_objectives(parse_objectives(args.objectives), _names(args.computed))
+        if args.objective not in (None, learned):
+            raise ValueError(f"--objective {args.objective!r} differs from the learned one of --objectives, "
+                             f"{learned!r}: give only --objectives")
+        args.objective, args.mode = learned, mode
     bench = None
     if args.benchmark is None:
         from raynas.registry import make_space
@@ -435,6 +468,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.resume and args.searcher_option:
         raise ValueError("--searcher-option cannot change a resumed search: it keeps the options saved in "
                          "its raynas.json (searcher_kwargs)")
+    if args.resume and (args.objectives or args.computed or args.reference or args.constraint):
+        raise ValueError("--objectives, --computed, --reference and --constraint cannot change a resumed search: "
+                         "it keeps those saved in its raynas.json")
     if args.resume and args.position_columns:
         raise ValueError("--position-columns cannot change a resumed search: it keeps the columns saved in "
                          "its raynas.json")
@@ -461,7 +497,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             seconds_per_epoch=args.seconds_per_epoch, cpus_per_trial=args.cpus_per_trial,
             gpus_per_trial=args.gpus_per_trial, dataset=args.dataset, data_dir=args.data_dir,
             download=args.download, wait_for_gpus=args.wait_for_gpus, searcher_kwargs=args.searcher_kwargs,
-            position_columns=args.position_columns,
+            position_columns=args.position_columns, objectives=args.objectives, computed=_names(args.computed),
+            reference=_numbers(args.reference, "--reference"), constraints=list(args.constraint),
         )
         # ASHA's grace period against the rungs (a table's fidelities, or the epochs), before Ray starts
         asha_grace(spec, rung_epochs(spec, bench), warn=False)  # the run itself warns, once

@@ -87,6 +87,14 @@ class SearchSpec:
     searcher_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: Columns of a positional ``benchmark`` table (``--space positional --position-columns``), in order.
     position_columns: list[str] | None = None
+    #: Several objectives of a ``benchmark`` search (``--objectives COL:max,COL:min``): ``objective`` is the
+    #: learned one; the ``computed`` columns are read from the table (:mod:`raynas.pareto`).
+    objectives: str | None = None
+    computed: list[str] = dataclasses.field(default_factory=list)
+    #: The hypervolume's reference point, one value per objective (``--reference``), or ``None``.
+    reference: list[float] | None = None
+    #: Bounds on table columns known before training (``--constraint COL<=V``): never suggested outside them.
+    constraints: list[str] = dataclasses.field(default_factory=list)
     #: What built the experiment, saved in ``raynas.json`` (``"search"``; :class:`CompressSpec`: ``"compress"``).
     kind: str = dataclasses.field(default="search", init=False)
     #: Tune's ``RunConfig(verbose=...)`` (``raynas compress`` keeps stdout for its JSON summary).
@@ -99,6 +107,8 @@ class SearchSpec:
             raise ValueError(f"mode must be 'max' or 'min', got {self.mode!r}")
         if self.num_samples < 1 or self.max_concurrent < 1:
             raise ValueError("num_samples and max_concurrent must be >= 1")
+        if self.objectives is not None or self.computed or self.constraints or self.reference:
+            self._check_objectives()
         if self.benchmark is not None and not self.objective:
             raise ValueError("a benchmark search needs --objective (the column to optimise)")
         if self.benchmark is not None and not os.path.exists(self.benchmark):
@@ -128,6 +138,29 @@ class SearchSpec:
         if self.name is None:
             source = self.dataset if self.benchmark is None else os.path.splitext(os.path.basename(self.benchmark))[0]
             self.name = f"{self.searcher}-{source}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def _check_objectives(self) -> None:
+        """``objectives``/``computed``/``reference``/``constraints``: tables only; one learned objective."""
+        from raynas.pareto import parse_constraint, parse_objectives
+        from raynas.pareto_bench import split_objectives
+
+        if self.benchmark is None:
+            raise ValueError("--objectives, --computed, --reference and --constraint read their columns from a "
+                             "--benchmark table (real training reports params and flops, but does not search on "
+                             "them yet)")
+        for text in self.constraints:
+            parse_constraint(text)
+        if self.objectives is None:
+            if self.computed or self.reference:
+                raise ValueError("--computed and --reference apply only with --objectives")
+            return
+        (learned, mode), _ = split_objectives(parse_objectives(self.objectives), self.computed)
+        if self.objective not in (None, learned):
+            raise ValueError(f"--objective {self.objective!r} differs from the learned one of --objectives, "
+                             f"{learned!r}: give only --objectives")
+        self.objective, self.mode = learned, mode
+        if self.reference is not None and len(self.reference) != len(parse_objectives(self.objectives)):
+            raise ValueError(f"--reference has {len(self.reference)} values for the objectives {self.objectives}")
 
     def _check_searcher(self) -> None:
         if self.searcher == "esnac":
@@ -237,6 +270,29 @@ class CompressSpec(SearchSpec):
         if self.name is None:
             self.name = f"compress-{self.searcher}-{self.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         super().__post_init__()
+
+    def _check_objectives(self) -> None:
+        """``objectives``/``computed``/``reference``/``constraints``: tables only; one learned objective."""
+        from raynas.pareto import parse_constraint, parse_objectives
+        from raynas.pareto_bench import split_objectives
+
+        if self.benchmark is None:
+            raise ValueError("--objectives, --computed, --reference and --constraint read their columns from a "
+                             "--benchmark table (real training reports params and flops, but does not search on "
+                             "them yet)")
+        for text in self.constraints:
+            parse_constraint(text)
+        if self.objectives is None:
+            if self.computed or self.reference:
+                raise ValueError("--computed and --reference apply only with --objectives")
+            return
+        (learned, mode), _ = split_objectives(parse_objectives(self.objectives), self.computed)
+        if self.objective not in (None, learned):
+            raise ValueError(f"--objective {self.objective!r} differs from the learned one of --objectives, "
+                             f"{learned!r}: give only --objectives")
+        self.objective, self.mode = learned, mode
+        if self.reference is not None and len(self.reference) != len(parse_objectives(self.objectives)):
+            raise ValueError(f"--reference has {len(self.reference)} values for the objectives {self.objectives}")
 
     def _check_searcher(self) -> None:
         if self.searcher not in ("esnac", "random"):
@@ -611,6 +667,28 @@ def validate_spec(spec: SearchSpec) -> TabularBenchmark | None:
     )
 
 
+def objective_options(spec: SearchSpec, experiment: Experiment) -> dict[str, Any]:
+    """The searcher's ``metric`` and ``mode`` (lists with several objectives), and its computed
+    objectives and constraints read from the benchmark table."""
+    options: dict[str, Any] = {"metric": experiment.metric, "mode": experiment.mode}
+    bench = experiment.benchmark
+    if bench is None or isinstance(spec, CompressSpec) or not (spec.objectives or spec.constraints):
+        return options
+    from raynas.bench import table_constraints
+    from raynas.pareto import parse_constraint, parse_objectives
+    from raynas.pareto_bench import computed_objectives, split_objectives
+
+    if spec.constraints:
+        options["constraints"] = table_constraints(bench, [parse_constraint(c) for c in spec.constraints])
+    if spec.objectives:
+        objectives = parse_objectives(spec.objectives)
+        _, computed = split_objectives(objectives, spec.computed)
+        bounds = dict(zip([n for n, _ in objectives], spec.reference)) if spec.reference else None
+        options.update(metric=[n for n, _ in objectives], mode=[m for _, m in objectives],
+                       computed_objectives=computed_objectives(bench, computed, bounds))
+    return options
+
+
 def build_tuner(spec: SearchSpec, experiment: Experiment | None = None, *, console: bool = False,
                 tune_verbose: int | None = None) -> tune.Tuner:
     """A fresh ``Tuner`` for ``spec`` (records ``raynas.json`` beside Tune's state).
@@ -624,7 +702,7 @@ def build_tuner(spec: SearchSpec, experiment: Experiment | None = None, *, conso
         space = experiment.space
     else:
         space = experiment.benchmark.space if experiment.benchmark is not None else make_space(spec.space)
-    searcher = make_searcher(spec.searcher, space, metric=experiment.metric, mode=experiment.mode,
+    searcher = make_searcher(spec.searcher, space, **objective_options(spec, experiment),
                              **spec.searcher_options())
     experiment.searcher = searcher
     grace = asha_grace(spec, rung_epochs(spec, experiment.benchmark))

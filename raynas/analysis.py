@@ -185,6 +185,22 @@ class Run:
     space: Any = None
     notes: list[str] = field(default_factory=list)
     directory: str | None = None
+    #: the tabular benchmark the run answered from, if any (its true Pareto fronts are drawn)
+    benchmark: Any = None
+
+    def true_front(self, column: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The benchmark's own Pareto front of the metric against ``column``: ``(costs, values)``
+        sorted by cost, or ``None`` without a table holding both columns."""
+        if self.benchmark is None:
+            return None
+        try:
+            costs = np.asarray([self.benchmark.value(a, column) for a in self.benchmark.architectures])
+            values = np.asarray([self.benchmark.value(a, self.metric) for a in self.benchmark.architectures])
+        except (KeyError, ValueError, LookupError):  # the table lacks one of them (BenchmarkError is a ValueError)
+            return None
+        front = pareto_front(costs, values, self.mode)
+        order = np.argsort(costs[front])
+        return costs[front][order], values[front][order]
 
     @property
     def stopped(self) -> pd.Series:
@@ -293,7 +309,7 @@ def prepare_run(
             label = f"{spec['searcher']}: {label}"
     return Run(label=label, table=table, metric=metric, mode=mode, spec=spec, optimum=optimum,
                optimum_test=optimum_test, test_metric=test_metric, space=space, notes=notes,
-               directory=os.fspath(directory) if directory is not None else None)
+               directory=os.fspath(directory) if directory is not None else None, benchmark=benchmark)
 
 
 # ------------------------------------------------------------------ plots
@@ -415,6 +431,10 @@ def plot_pareto(run: Run, columns: Sequence[str], path: str | os.PathLike, title
         fx, fy = costs.to_numpy()[front][order], values.to_numpy()[front][order]
         ax.step(fx, fy, where="post", color="C1", lw=1.5, zorder=2)
         ax.scatter(fx, fy, s=46, color="C1", edgecolor="k", zorder=3, label=f"Pareto front ({len(fx)})")
+        true = run.true_front(column)
+        if true is not None:
+            ax.step(*true, where="post", color="0.4", lw=1.0, ls="--", zorder=1,
+                    label=f"the table's front ({len(true[0])})")
         if best is not None and best.get("full_fidelity", True):
             ax.scatter([best[column]], [best[run.metric]], marker="*", s=200, color="C3", edgecolor="k", zorder=4,
                        label="best")

@@ -168,3 +168,23 @@ def test_constraint_flag_is_parsed_and_recorded(table, tmp_path):
                  "--searchers", "regevo", "--seeds", "1", "--max-queries", "30", "--out", str(out), "--quiet"]) == 0
     report = json.loads(out.read_text())
     assert report["constraints"] == [{"column": "flops", "upper": 20.0, "lower": None}]
+
+
+def test_the_report_draws_the_tables_true_front(table, tmp_path):
+    import pandas as pd
+
+    from raynas.analysis import plot_pareto, prepare_run
+
+    bench = TabularBenchmark.from_csv(str(table), "val_200")
+    archs = bench.architectures[:30]
+    frame = pd.DataFrame({
+        "val_200": [bench.value(a) for a in archs], "flops": [bench.value(a, "flops") for a in archs],
+        "training_iteration": 1, "config/arch": [a.to_json() for a in archs], "config/suggestion": range(30),
+        "trial_id": [f"t{i}" for i in range(30)],
+    })
+    run = prepare_run(frame, "val_200", "max", benchmark=bench)
+    costs, values = run.true_front("flops")
+    assert (np.diff(costs) > 0).all() and (np.diff(values) > 0).all()  # a staircase: dearer only if better
+    assert values[-1] == pytest.approx(bench.optimum[1])
+    assert run.true_front("no_such_column") is None
+    assert plot_pareto(run, ["flops"], tmp_path / "pareto.png") and (tmp_path / "pareto.png").stat().st_size > 0

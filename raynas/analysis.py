@@ -138,19 +138,25 @@ def best_row(table: pd.DataFrame, metric: str, mode: Mode = "max") -> pd.Series 
 def pareto_front(costs: Sequence[float], values: Sequence[float], mode: Mode = "max") -> np.ndarray:
     """Boolean mask of the points no other point beats: lower (or equal) cost *and* a better (or equal) value.
 
+    :func:`raynas.pareto.pareto_mask` on (value, −cost); of identical points the first is kept.
     Points with a non-finite cost or value are never on the front.
     """
+    import torch
+
+    from raynas.pareto import pareto_mask
+
     costs = np.asarray(costs, dtype=float)
     values = np.asarray(values, dtype=float)
     score = values if mode == "max" else -values
-    ok = np.isfinite(costs) & np.isfinite(score)
+    ok = np.flatnonzero(np.isfinite(costs) & np.isfinite(score))
     front = np.zeros(len(costs), dtype=bool)
-    best = -np.inf
-    # cheapest first; among equal costs the best value first, so that it alone is kept
-    for i in sorted(np.flatnonzero(ok), key=lambda i: (costs[i], -score[i])):
-        if score[i] > best:
-            front[i] = True
-            best = score[i]
+    if len(ok) == 0:
+        return front
+    points = np.stack([score[ok], -costs[ok]], axis=1)
+    _, first = np.unique(points, axis=0, return_index=True)  # identical points: the first one only
+    keep = ok[np.sort(first)]
+    mask = pareto_mask(torch.as_tensor(np.stack([score[keep], -costs[keep]], axis=1))).numpy()
+    front[keep[mask]] = True
     return front
 
 

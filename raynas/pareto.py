@@ -228,7 +228,7 @@ def expected_hypervolume_improvement(mean: Tensor, variance: Tensor, computed: T
     inferred = infer_reference_point(observed)
     if reference is not None:
         reference = reference.to(torch.float64)
-        inferred = torch.where(torch.isnan(reference), inferred, torch.minimum(reference, inferred))
+        inferred = torch.where(torch.isnan(reference), inferred, reference)
     reference = inferred
     partitioning = FastNondominatedPartitioning(ref_point=reference, Y=observed)
     acquisition = ExpectedHypervolumeImprovement(ModelList(*outputs), ref_point=reference.tolist(),

@@ -439,14 +439,9 @@ def _validate_search_args(args: argparse.Namespace) -> TabularBenchmark | None:
     args.searcher_kwargs = parse_searcher_options(args.searcher_option, [args.searcher],
                                                   reserved=SEARCH_RESERVED).get(args.searcher, {})
     if args.objectives:  # several objectives: the learned one comes from --objectives
-        from raynas.pareto import parse_objectives
-        from raynas.pareto_bench import split_objectives
+        from raynas.pareto_bench import learned_objective_of
 
-        (learned, mode), _ = split_objectives(parse_objectives(args.objectives), _names(args.computed))
-        if args.objective not in (None, learned):
-            raise ValueError(f"--objective {args.objective!r} differs from the learned one of --objectives, "
-                             f"{learned!r}: give only --objectives")
-        args.objective, args.mode = learned, mode
+        args.objective, args.mode = learned_objective_of(args.objectives, _names(args.computed), args.objective)
     bench = None
     if args.benchmark is None:
         from raynas.registry import make_space

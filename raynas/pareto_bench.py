@@ -55,6 +55,16 @@ def split_objectives(objectives: Sequence[tuple[str, str]], computed: Sequence[s
     return learned[0], [o for o in objectives if o[0] in computed]
 
 
+def learned_objective_of(objectives: str, computed: Sequence[str], objective: str | None = None) -> tuple[str, str]:
+    """The learned column and mode of ``--objectives`` (with ``--computed``); an ``--objective`` given
+    beside them must be that column."""
+    (learned, mode), _ = split_objectives(parse_objectives(objectives), computed)
+    if objective not in (None, learned):
+        raise ValueError(f"--objective {objective!r} differs from the learned one of --objectives, "
+                         f"{learned!r}: give only --objectives")
+    return learned, mode
+
+
 def computed_objectives(bench: TabularBenchmark, computed: Sequence[tuple[str, str]],
                         references: Mapping[str, float] | None = None) -> list[ComputedObjective]:
     """Each computed column of ``bench`` as an objective read from the table (with its reference, if given)."""
@@ -210,5 +220,5 @@ def run_pareto_from_args(args: argparse.Namespace, names: Sequence[str], options
     return report
 
 
-__all__ = ["HV_AT", "add_pareto_arguments", "pareto_mode_requested", "run_pareto_bench", "run_pareto_from_args",
+__all__ = ["HV_AT", "add_pareto_arguments", "learned_objective_of", "pareto_mode_requested", "run_pareto_bench", "run_pareto_from_args",
            "run_pareto_one", "split_objectives", "true_front"]

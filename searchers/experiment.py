@@ -142,7 +142,7 @@ class SearchSpec:
     def _check_objectives(self) -> None:
         """``objectives``/``computed``/``reference``/``constraints``: tables only; one learned objective."""
         from raynas.pareto import parse_constraint, parse_objectives
-        from raynas.pareto_bench import split_objectives
+        from raynas.pareto_bench import learned_objective_of
 
         if self.benchmark is None:
             raise ValueError("--objectives, --computed, --reference and --constraint read their columns from a "
@@ -154,11 +154,7 @@ class SearchSpec:
             if self.computed or self.reference:
                 raise ValueError("--computed and --reference apply only with --objectives")
             return
-        (learned, mode), _ = split_objectives(parse_objectives(self.objectives), self.computed)
-        if self.objective not in (None, learned):
-            raise ValueError(f"--objective {self.objective!r} differs from the learned one of --objectives, "
-                             f"{learned!r}: give only --objectives")
-        self.objective, self.mode = learned, mode
+        self.objective, self.mode = learned_objective_of(self.objectives, self.computed, self.objective)
         if self.reference is not None and len(self.reference) != len(parse_objectives(self.objectives)):
             raise ValueError(f"--reference has {len(self.reference)} values for the objectives {self.objectives}")
 
@@ -270,29 +266,6 @@ class CompressSpec(SearchSpec):
         if self.name is None:
             self.name = f"compress-{self.searcher}-{self.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         super().__post_init__()
-
-    def _check_objectives(self) -> None:
-        """``objectives``/``computed``/``reference``/``constraints``: tables only; one learned objective."""
-        from raynas.pareto import parse_constraint, parse_objectives
-        from raynas.pareto_bench import split_objectives
-
-        if self.benchmark is None:
-            raise ValueError("--objectives, --computed, --reference and --constraint read their columns from a "
-                             "--benchmark table (real training reports params and flops, but does not search on "
-                             "them yet)")
-        for text in self.constraints:
-            parse_constraint(text)
-        if self.objectives is None:
-            if self.computed or self.reference:
-                raise ValueError("--computed and --reference apply only with --objectives")
-            return
-        (learned, mode), _ = split_objectives(parse_objectives(self.objectives), self.computed)
-        if self.objective not in (None, learned):
-            raise ValueError(f"--objective {self.objective!r} differs from the learned one of --objectives, "
-                             f"{learned!r}: give only --objectives")
-        self.objective, self.mode = learned, mode
-        if self.reference is not None and len(self.reference) != len(parse_objectives(self.objectives)):
-            raise ValueError(f"--reference has {len(self.reference)} values for the objectives {self.objectives}")
 
     def _check_searcher(self) -> None:
         if self.searcher not in ("esnac", "random"):

@@ -72,3 +72,21 @@ def synthetic_nb201_csv(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tables") / "synthetic_nb201.csv"
     synthetic_nb201_frame().to_csv(path, index=False)
     return path
+
+
+#: FLOPs-like cost of each NB201 op in :func:`synthetic_flops_csv` (convolutions cost, the rest is free).
+SYNTHETIC_OP_COST = {"none": 0.0, "skip_connect": 0.0, "avg_pool_3x3": 0.0, "nor_conv_1x1": 1.0, "nor_conv_3x3": 9.0}
+
+
+@pytest.fixture(scope="session")
+def synthetic_flops_csv(tmp_path_factory) -> Path:
+    """The synthetic NB201 table plus a ``flops`` column: accuracy and cost rise together (a real trade-off)."""
+    import numpy as np
+
+    frame = synthetic_nb201_frame()
+    ops = frame[[c for c in frame.columns if c.startswith("op_e")]]
+    frame["flops"] = (10.0 + ops.apply(lambda row: sum(SYNTHETIC_OP_COST[o] for o in row), axis=1)
+                      + np.arange(len(frame)) % 7 / 10)
+    path = tmp_path_factory.mktemp("tables") / "synthetic_nb201_flops.csv"
+    frame.to_csv(path, index=False)
+    return path

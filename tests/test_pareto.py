@@ -23,20 +23,12 @@ from raynas.pareto import (
     pareto_mask,
 )
 from raynas.pareto_bench import run_pareto_bench, split_objectives
-from tests.conftest import synthetic_nb201_frame
-
-CONV = {"none": 0.0, "skip_connect": 0.0, "avg_pool_3x3": 0.0, "nor_conv_1x1": 1.0, "nor_conv_3x3": 9.0}
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory):
-    """The synthetic NB201 table with a FLOPs-like column: accuracy and cost rise together (a real trade-off)."""
-    frame = synthetic_nb201_frame()
-    ops = frame[[c for c in frame.columns if c.startswith("op_e")]]
-    frame["flops"] = 10.0 + ops.apply(lambda row: sum(CONV[o] for o in row), axis=1) + np.arange(len(frame)) % 7 / 10
-    path = tmp_path_factory.mktemp("pareto") / "nb201_flops.csv"
-    frame.to_csv(path, index=False)
-    return path
+def table(synthetic_flops_csv):
+    """The synthetic NB201 table with a ``flops`` column (tests/conftest.py)."""
+    return synthetic_flops_csv
 
 
 def test_hypervolume_of_a_hand_computed_example():

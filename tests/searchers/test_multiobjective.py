@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from ray import tune
 
@@ -13,20 +12,13 @@ from raynas.searchers.bonas import BONASSearcher
 from raynas.searchers.gpnas import GPNASSearcher
 from raynas.spaces import NB201Space
 from raynas.trainables import TabularTrainable
-from tests.conftest import synthetic_nb201_frame
 from tests.searchers.test_gpnas_searcher import _InterruptAfter
-
-CONV = {"none": 0.0, "skip_connect": 0.0, "avg_pool_3x3": 0.0, "nor_conv_1x1": 1.0, "nor_conv_3x3": 9.0}
 
 
 @pytest.fixture(scope="module")
-def flops_table(tmp_path_factory):
-    frame = synthetic_nb201_frame()
-    ops = frame[[c for c in frame.columns if c.startswith("op_e")]]
-    frame["flops"] = 10.0 + ops.apply(lambda row: sum(CONV[o] for o in row), axis=1) + np.arange(len(frame)) % 7 / 10
-    path = tmp_path_factory.mktemp("mo") / "nb201_flops.csv"
-    frame.to_csv(path, index=False)
-    return path
+def flops_table(synthetic_flops_csv):
+    """The synthetic NB201 table with a ``flops`` column (tests/conftest.py)."""
+    return synthetic_flops_csv
 
 
 def test_metric_and_mode_lists_are_checked():

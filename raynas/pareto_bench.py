@@ -82,22 +82,6 @@ def objective_matrix(bench: TabularBenchmark, archs: Sequence[Architecture],
     return orient(values, [mode for _, mode in objectives])
 
 
-def true_front(bench: TabularBenchmark, objectives: Sequence[tuple[str, str]], reference: torch.Tensor
-               ) -> tuple[int, float]:
-    """Size and hypervolume of the whole table's Pareto front."""
-    Y = objective_matrix(bench, bench.architectures, objectives)
-    return int(pareto_mask(Y).sum()), hypervolume(Y, reference)
-
-
-def default_reference(bench: TabularBenchmark, objectives: Sequence[tuple[str, str]]) -> list[float]:
-    """Each objective's worst value in the table (its minimum if maximised, its maximum if minimised)."""
-    out = []
-    for name, mode in objectives:
-        values = [bench.value(a, name) for a in bench.architectures]
-        out.append(min(values) if mode == "max" else max(values))
-    return out
-
-
 def run_pareto_one(bench: TabularBenchmark, name: str, seed: int, objectives: Sequence[tuple[str, str]],
                    computed: Sequence[str], reference: torch.Tensor, front_hv: float, max_queries: int,
                    concurrency: int = 1, options: Mapping[str, Any] | None = None,
@@ -127,11 +111,14 @@ def run_pareto_bench(bench: TabularBenchmark, names: Sequence[str], objectives: 
                      ) -> dict[str, Any]:
     """Every searcher of ``names`` on ``seeds`` seeds; the report described in the module docstring."""
     split_objectives(objectives, computed)  # fails before any search starts
-    ref_units = list(reference) if reference is not None else default_reference(bench, objectives)
+    modes = [m for _, m in objectives]
+    table = objective_matrix(bench, bench.architectures, objectives)  # every cell, maximised
+    # default reference: each objective's worst value in the table (oriented back to its own units)
+    ref_units = list(reference) if reference is not None else orient(table.min(dim=0).values, modes).tolist()
     if len(ref_units) != len(objectives):
         raise ValueError(f"--reference has {len(ref_units)} values for {len(objectives)} objectives")
-    ref = orient(torch.tensor([ref_units], dtype=torch.float64), [m for _, m in objectives])[0]
-    size, front_hv = true_front(bench, objectives, ref)
+    ref = orient(torch.tensor([ref_units], dtype=torch.float64), modes)[0]
+    size, front_hv = int(pareto_mask(table).sum()), hypervolume(table, ref)
     if front_hv <= 0:
         raise ValueError(f"--reference {ref_units} is not dominated by any architecture of the table: "
                          "every hypervolume would be 0; choose a worse reference point")
@@ -221,4 +208,4 @@ def run_pareto_from_args(args: argparse.Namespace, names: Sequence[str], options
 
 
 __all__ = ["HV_AT", "add_pareto_arguments", "learned_objective_of", "pareto_mode_requested", "run_pareto_bench", "run_pareto_from_args",
-           "run_pareto_one", "split_objectives", "true_front"]
+           "run_pareto_one", "split_objectives"]

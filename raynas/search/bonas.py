@@ -281,13 +281,13 @@ class BONAS(BayesianOptimization):
         pending = [a for a in self.pending.values() if a not in known]
         model = self.predictor.acquisition_model(pending)
         normalized = self.predictor.normalize(data.values.tolist())
-        incumbents = normalized[torch.as_tensor(data.full)] if data.full.any() else normalized
         phi = self.predictor.embed(list(candidates))
         if self.computed_objectives:  # EHVI; the observations at their normalised values
             mean, variance = marginals(model, phi)
             observed = torch.cat([normalized.reshape(-1, 1), self.computed_matrix(data.archs)], dim=1)
             return expected_hypervolume_improvement(mean, variance, self.computed_matrix(list(candidates)),
                                                     observed, self.objective_reference())
+        incumbents = normalized[torch.as_tensor(data.full)] if data.full.any() else normalized
         best_f = float(incumbents.max())
         return score_candidates(model, phi, lambda m: LogExpectedImprovement(m, best_f=best_f))
 
